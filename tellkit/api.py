@@ -1,0 +1,105 @@
+"""The Python API: every CLI subcommand is one of these functions.
+
+    cfg = tellkit.api.load("examples/quickstart.yaml", ["mix.ratio=30"])
+    run_dir = tellkit.api.run(cfg)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from datasets import Dataset
+
+from .anchor import anchor_text
+from .config import Config, load_config
+from .data.cache import tokenized_dataset
+from .mix import Mixture, build_mixture
+from .models.resolve import resolve_model
+from .models.tokenizer import load_tokenizer
+from .rundir import RunDir
+
+ANCHORED = ("tell", "sft+anchor")  # methods whose task examples carry the anchor
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> Config:
+    return load_config(path, overrides)
+
+
+@dataclass
+class Prepared:
+    """Tokenized data sources for one config, shared by every method of a comparison."""
+
+    cfg: Config
+    model_ref: str
+    tokenizer: object
+    anchor: str | None
+    infos: dict
+
+    def task(self, anchored: bool) -> Dataset:
+        return self._tokenize("task", self.cfg.task, self.anchor if anchored else None)
+
+    def general(self) -> Dataset | None:
+        return self._tokenize("general", self.cfg.general, None) if self.cfg.general else None
+
+    def _tokenize(self, name: str, src, anchor: str | None) -> Dataset:
+        ds, info = tokenized_dataset(src.path, src.format, src.columns, self.tokenizer,
+                                     max_length=self.cfg.train.max_length, anchor=anchor,
+                                     position=self.cfg.anchor.position, separator=self.cfg.anchor.separator,
+                                     name=name)
+        self.infos[f"{name}{'+anchor' if anchor else ''}"] = info
+        return ds
+
+
+def prepare(cfg: Config) -> Prepared:
+    """Resolve the model and load its tokenizer (no weights): data errors surface before any heavy work."""
+    text = anchor_text(cfg.anchor)
+    ref = resolve_model(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code,
+                        allow_pickle=cfg.model.allow_pickle)
+    tok = load_tokenizer(ref, trust_remote_code=cfg.model.trust_remote_code)
+    return Prepared(cfg=cfg, model_ref=str(ref), tokenizer=tok, anchor=text, infos={})
+
+
+def mix(cfg: Config, out_dir: Path | None = None, *, prepared: Prepared | None = None,
+        match_tokens: int | None = None) -> Mixture:
+    """Build the mixture for cfg.mix.method and write mixture.jsonl + mixture.json to out_dir."""
+    p = prepared or prepare(cfg)
+    method = cfg.mix.method
+    if method == "tell" and p.anchor is None:
+        from .errors import ConfigError
+
+        raise ConfigError("mix.method=tell needs an anchor: set anchor.text or anchor.file")
+    mixture = build_mixture(p.task(anchored=method in ANCHORED),
+                            p.general() if method in ("tell", "general-only") else None,
+                            cfg.mix, token_budget=cfg.task.token_budget, match_tokens=match_tokens)
+    mixture.report["anchor"] = p.anchor if method in ANCHORED else None
+    mixture.report["anchor_position"] = cfg.anchor.position
+    mixture.report["data"] = p.infos
+    if out_dir is not None:
+        mixture.write(Path(out_dir))
+    return mixture
+
+
+def train(cfg: Config, *, overwrite: bool = False, prepared: Prepared | None = None,
+          match_tokens: int | None = None) -> Path:
+    """mix + LoRA training into cfg.output.dir; resumes an interrupted run in the same folder."""
+    from .train.trainer import train_mixture  # torch-heavy import only when training
+
+    out = Path(cfg.output.dir)
+    run = RunDir(out)
+    resuming = run.begin(cfg, overwrite=overwrite)
+    try:
+        p = prepared or prepare(cfg)
+        mixture = mix(cfg, out, prepared=p, match_tokens=match_tokens)
+        stats = train_mixture(cfg, p.model_ref, mixture, out)
+    except BaseException as e:
+        run.fail(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+        raise
+    run.complete(mixture=mixture.report, train=stats, anchor=mixture.report["anchor"],
+                 anchor_position=cfg.anchor.position, model_ref=p.model_ref, resumed=resuming)
+    return out
+
+
+def run(cfg: Config, *, overwrite: bool = False) -> Path:
+    """The whole pipeline for one config: mix, train (and evaluate + report when a test set is given)."""
+    return train(cfg, overwrite=overwrite)

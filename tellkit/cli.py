@@ -1,0 +1,98 @@
+"""`tellkit` command line: subcommands mirror the pipeline and wrap `tellkit.api`.
+
+User mistakes (TellkitError) print one `error:` line and exit 2; `--debug`
+shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import TellkitError
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="YAML config file")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. mix.ratio=100 train.lr=1e-4")
+
+
+def _cmd_validate(a) -> None:
+    from .api import load
+    from .validate import validate
+
+    summary = validate(load(a.config, a.overrides), overwrite=a.overwrite)
+    print(json.dumps(summary, indent=2, ensure_ascii=False))
+    print("ok: config, data, model and ratio are valid")
+
+
+def _cmd_mix(a) -> None:
+    from pathlib import Path
+
+    from .api import load, mix
+
+    cfg = load(a.config, a.overrides)
+    out = Path(a.out or cfg.output.dir)
+    m = mix(cfg, out)
+    r = m.report
+    ratio = "n/a" if r["achieved_ratio"] is None else f"{r['achieved_ratio']:.3f}"
+    print(f"mixture: {r['total']['examples']} examples, {r['total']['tokens']:,} tokens "
+          f"({r['task']['tokens']:,} task / {r['general']['tokens']:,} general; "
+          f"supervised {r['total']['supervised_tokens']:,}); ratio requested {r['requested_ratio']:g}, achieved {ratio}")
+    print(f"fingerprint: {r['fingerprint']}")
+    print(f"wrote {out / 'mixture.jsonl'} and {out / 'mixture.json'}")
+
+
+def _cmd_train(a) -> None:
+    from .api import load, run, train
+
+    cfg = load(a.config, a.overrides)
+    out = (run if a.command == "run" else train)(cfg, overwrite=a.overwrite)
+    print(f"adapter: {out / 'adapter'}")
+    print(f"mixture report: {out / 'mixture.json'}")
+    print(f"run record: {out / 'run.json'}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tellkit", description="Token-Efficient Leverage Learning (TELL)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check config, data, model and ratio without training")
+    _config_args(p)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("mix", help="build the TELL mixture (mixture.jsonl + mixture.json)")
+    _config_args(p)
+    p.add_argument("--out", help="folder for the mixture files (default: output.dir)")
+    p.set_defaults(func=_cmd_mix)
+
+    for name, help_ in (("train", "mix + LoRA training"), ("run", "the whole pipeline for one config")):
+        p = sub.add_parser(name, help=help_)
+        _config_args(p)
+        p.add_argument("--overwrite", action="store_true", help="replace a finished or different run in output.dir")
+        p.add_argument("--resume", action="store_true",
+                       help="continue an interrupted run (also the default when output.dir holds one)")
+        p.set_defaults(func=_cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except TellkitError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

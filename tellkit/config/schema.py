@@ -1,0 +1,155 @@
+"""The typed configuration: one YAML file, one `Config`.
+
+Every section forbids unknown keys so a typo is an error, not a silently
+ignored setting. Defaults are the choices we made where the paper is silent
+(ratio counted in tokens, LoRA r=8/alpha=16 on all linear layers); reports
+print them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(Section):
+    name: str = "smollm2-135m-instruct"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    trust_remote_code: bool = False
+    allow_pickle: bool = False  # load .bin/.pt weights; off because pickle can run code
+
+
+class DataSource(Section):
+    path: str
+    format: Literal["auto", "alpaca", "messages", "prompt"] = "auto"
+    columns: dict[str, str] = Field(default_factory=dict)  # canonical name -> field name in the file
+
+
+class TaskConfig(DataSource):
+    test_path: str | None = None
+    token_budget: PositiveInt | None = None  # seeded subset of the task data by token count
+
+
+class GeneralConfig(DataSource):
+    heldout_path: str | None = None  # held-out general data for the `general` metric
+
+
+class AnchorConfig(Section):
+    text: str | None = None
+    file: str | None = None
+    position: Literal["prefix", "system"] = "prefix"
+    separator: str = "\n\n"  # between the anchor and the first user turn (position: prefix)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "AnchorConfig":
+        if self.text is not None and self.file is not None:
+            raise ValueError("set anchor.text or anchor.file, not both")
+        return self
+
+
+class MixConfig(Section):
+    # tell: anchored task + general; sft: task only; sft+anchor: anchored task only;
+    # sft-matched: task repeated to a TELL run's tokens; general-only: general only
+    method: Literal["tell", "sft", "sft+anchor", "sft-matched", "general-only"] = "tell"
+    ratio: float = Field(100.0, ge=0, le=100_000)  # general tokens : task tokens
+    seed: int = 0
+    task_repeats: PositiveInt = 1
+    allow_general_repeats: bool = False  # reuse general examples when the pool is too small
+    tolerance: float = Field(0.01, gt=0, lt=1)  # allowed relative error of the achieved ratio
+
+
+class LoraConfig(Section):
+    r: PositiveInt = 8
+    alpha: PositiveFloat = 16
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: str | list[str] = "all-linear"
+
+
+class TrainConfig(Section):
+    epochs: PositiveFloat = 1
+    max_steps: PositiveInt | None = None  # overrides epochs when set
+    lr: PositiveFloat = 2.0e-4
+    batch_size: PositiveInt = 8
+    grad_accum: PositiveInt = 1
+    max_length: int = Field(1024, ge=16)
+    packing: bool = True  # pack examples into max_length rows, no cross-example attention
+    seed: int = 0
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    bf16: Literal["auto", True, False] = "auto"  # autocast where the hardware has bf16
+    save_steps: PositiveInt = 200
+    save_total_limit: PositiveInt = 2
+    logging_steps: PositiveInt = 1
+
+
+class EvalConfig(Section):
+    metrics: list[str] = Field(default_factory=lambda: ["json"])
+    max_new_tokens: PositiveInt = 256
+    batch_size: PositiveInt = 8
+    limit: PositiveInt | None = None  # evaluate the first N test examples
+    do_sample: bool = False
+    temperature: PositiveFloat = 1.0
+    label_field: str = "hallucination"
+    positive_label: str = "yes"
+    json_schema: str | None = None
+    doc_level: bool = False
+    max_doc_tokens: PositiveInt | None = None
+    bleurt_checkpoint: str | None = None
+
+
+Method = Literal["tell", "sft", "sft+anchor", "sft-matched", "general-only", "base"]
+
+
+class CompareConfig(Section):
+    methods: list[Method] = Field(
+        default_factory=lambda: ["tell", "sft", "sft+anchor", "sft-matched", "general-only", "base"]
+    )
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+
+
+class SweepConfig(Section):
+    ratios: list[float] = Field(default_factory=lambda: [0, 1, 3, 10, 30, 100], min_length=1)
+    task_tokens: list[PositiveInt] = Field(default_factory=lambda: [1000, 10000], min_length=1)
+    methods: list[Method] = Field(default_factory=lambda: ["tell", "sft"])
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+
+
+class ProbeConfig(Section):
+    layer: float | None = None  # None = middle layer; an int index, or a fraction of depth in (0, 1)
+    pooling: Literal["last", "mean"] = "last"
+    n_queries: PositiveInt = 64  # per group
+    batch_size: PositiveInt = 8
+
+
+class OutputConfig(Section):
+    dir: str = "runs/default"
+
+
+class Config(Section):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    task: TaskConfig | None = None
+    general: GeneralConfig | None = None
+    anchor: AnchorConfig = Field(default_factory=AnchorConfig)
+    mix: MixConfig = Field(default_factory=MixConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="after")
+    def _needs_data(self) -> "Config":
+        if self.task is None:  # even general-only: its general tokens are counted against the task's
+            raise ValueError("the config needs a `task:` section with a path to the task data")
+        if self.mix.method in ("tell", "general-only") and self.general is None:
+            raise ValueError(f"mix.method={self.mix.method} needs a `general:` section with a path")
+        return self

@@ -1,0 +1,63 @@
+"""Trainer callbacks: a progress bar with tokens/s and ETA, the loss log, a NaN guard."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+from transformers import TrainerCallback
+
+from ..io import write_json_atomic
+
+
+class Progress(TrainerCallback):
+    """tqdm over optimizer steps; tokens/s counts real (non-pad) tokens of the global batch."""
+
+    def __init__(self, tokens_per_step: np.ndarray):
+        self.cum = np.concatenate([[0], np.cumsum(tokens_per_step)])
+        self.bar = None
+
+    def on_train_begin(self, args, state, control, **kw):
+        if state.is_world_process_zero:
+            self.start_step, self.t0 = state.global_step, time.perf_counter()
+            self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step")
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.bar is None:
+            return
+        self.bar.update(state.global_step - self.bar.n)
+        toks = self.cum[min(state.global_step, len(self.cum) - 1)] - self.cum[min(self.start_step, len(self.cum) - 1)]
+        self.bar.set_postfix(tok_s=f"{toks / max(time.perf_counter() - self.t0, 1e-9):.0f}",
+                             loss=f"{state.log_history[-1].get('loss', float('nan')):.3f}" if state.log_history else "-")
+
+    def on_train_end(self, args, state, control, **kw):
+        if self.bar is not None:
+            self.bar.close()
+
+
+class LossLog(TrainerCallback):
+    """Writes loss_log.json after every log; stops training on a non-finite loss."""
+
+    def __init__(self, path: Path, tokens_per_step: np.ndarray):
+        self.path, self.cum = path, np.cumsum(tokens_per_step)
+        self.records: list[dict] = []
+        self.bad_step: int | None = None
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if not logs or "loss" not in logs:
+            return
+        step = state.global_step
+        loss = float(logs["loss"])
+        if not math.isfinite(loss):
+            self.bad_step = step
+            control.should_training_stop = True
+            control.should_save = False  # keep the last good checkpoint as the newest one
+            return
+        self.records.append({"step": step, "loss": loss, "lr": logs.get("learning_rate"),
+                             "grad_norm": logs.get("grad_norm"), "epoch": logs.get("epoch"),
+                             "tokens": int(self.cum[min(step, len(self.cum)) - 1]) if step else 0})
+        if state.is_world_process_zero:
+            write_json_atomic(self.path, self.records)

@@ -1,0 +1,140 @@
+"""LoRA training of a mixture with the HF Trainer.
+
+The whole step is the library's; what is ours: the rows come in mixture order
+(a SequentialSampler, because the mixture already *is* the seeded shuffle and
+under DDP accelerate gives each rank a disjoint slice of that one order),
+packing, throughput accounting, the loss log, and the NaN stop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from peft import LoraConfig as PeftLoraConfig
+from peft import get_peft_model
+from torch.utils.data import SequentialSampler
+from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..config import Config
+from ..errors import TellkitError
+from ..mix import Mixture
+from ..models.resolve import load_model_and_tokenizer
+from .callbacks import LossLog, Progress
+from .collate import Rows, collate_packed, collate_padded
+from .packing import efficiency, pack
+
+
+class MixtureTrainer(Trainer):
+    def _get_train_sampler(self, train_dataset=None):
+        return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+
+
+def use_bf16(setting) -> bool:
+    if setting != "auto":
+        return bool(setting)
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    return bool(getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")().startswith("AVX512"))
+
+
+def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path) -> dict:
+    """Train a LoRA adapter on the mixture; write out/adapter and out/loss_log.json; return stats."""
+    t = cfg.train
+    set_seed(t.seed)  # before LoRA init, so the adapter's initial weights follow the seed
+    model, tokenizer = load_model_and_tokenizer(model_ref, dtype=cfg.model.dtype,
+                                                trust_remote_code=cfg.model.trust_remote_code,
+                                                allow_pickle=cfg.model.allow_pickle)
+    model.config.use_cache = False  # a cache would also disable packed-sequence masking
+    model = get_peft_model(model, PeftLoraConfig(
+        r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
+
+    data = mixture.dataset()
+    # `data` is an index map over the memory-mapped table: read lengths through it, in mixture order.
+    lengths = np.asarray(data.select_columns(["n_tokens"]).with_format("numpy")["n_tokens"], dtype=np.int64)
+    groups = pack(lengths, t.max_length) if t.packing else [[i] for i in range(len(data))]
+    if not groups:
+        raise TellkitError("the mixture is empty: nothing to train on")
+    rows = Rows(data, groups)
+    pad_id = tokenizer.pad_token_id
+    collate = collate_packed(pad_id, t.max_length) if t.packing else collate_padded(pad_id)
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_step = t.batch_size * t.grad_accum * world
+    row_tokens = rows.tokens(lengths)
+    steps_per_epoch = math.ceil(len(rows) / per_step)
+    max_steps = t.max_steps or math.ceil(steps_per_epoch * t.epochs)
+    tokens_per_step = _tokens_per_step(row_tokens, per_step, max_steps)
+
+    ckpt_dir = out / "checkpoints"
+    args = TrainingArguments(
+        output_dir=str(ckpt_dir), per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum, max_steps=max_steps, learning_rate=t.lr,
+        lr_scheduler_type=t.scheduler, warmup_steps=int(t.warmup_ratio * max_steps),
+        weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, logging_steps=t.logging_steps,
+        save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
+        seed=t.seed, data_seed=t.seed, bf16=use_bf16(t.bf16), use_cpu=not torch.cuda.is_available(),
+        report_to="none", disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
+    )
+    loss_log = LossLog(out / "loss_log.json", tokens_per_step)
+    resume = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    if resume:
+        loss_log.records = _previous_losses(out / "loss_log.json", int(resume.rsplit("-", 1)[-1]))
+    trainer = MixtureTrainer(model=model, args=args, train_dataset=rows, data_collator=collate,
+                             callbacks=[Progress(tokens_per_step), loss_log])
+    trainer.remove_callback(PrinterCallback)  # our progress bar and loss log replace its raw dict prints
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume)
+    wall = time.perf_counter() - start
+    if loss_log.bad_step is not None:
+        last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+        raise TellkitError(f"training loss became NaN/inf at step {loss_log.bad_step}; lower train.lr "
+                           f"(now {t.lr:g}); last good checkpoint: {last or 'none yet'}")
+
+    if trainer.is_world_process_zero():
+        _save_adapter(model, tokenizer, out / "adapter")
+    done_steps = trainer.state.global_step - (int(resume.rsplit("-", 1)[-1]) if resume else 0)
+    trained_tokens = int(tokens_per_step[trainer.state.global_step - done_steps: trainer.state.global_step].sum())
+    return {
+        "optimizer_steps": trainer.state.global_step, "rows": len(rows), "rows_per_step": per_step,
+        "epochs": t.epochs if not t.max_steps else None, "world_size": world,
+        "train_tokens": int(tokens_per_step[: trainer.state.global_step].sum()),
+        "packing": t.packing, "packing_efficiency": round(efficiency(lengths, groups, t.max_length), 4) if t.packing else None,
+        "wall_seconds": round(wall, 2), "tokens_per_second": round(trained_tokens / wall, 1) if wall else None,
+        "resumed_from": resume, "bf16": args.bf16,
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "final_loss": loss_log.records[-1]["loss"] if loss_log.records else None,
+    }
+
+
+def _tokens_per_step(row_tokens: np.ndarray, per_step: int, max_steps: int) -> np.ndarray:
+    """Real tokens in each optimizer step; epochs repeat the same row order."""
+    reps = math.ceil(max_steps * per_step / max(len(row_tokens), 1)) + 1
+    flat = np.tile(row_tokens, reps)
+    steps = [flat[i * per_step: (i + 1) * per_step].sum() for i in range(max_steps)]
+    return np.array(steps, dtype=np.int64)
+
+
+def _previous_losses(path: Path, upto: int) -> list[dict]:
+    if not path.exists():
+        return []
+    return [r for r in json.loads(path.read_text(encoding="utf-8")) if r["step"] <= upto]
+
+
+def _save_adapter(model, tokenizer, dest: Path) -> None:
+    """Write the PEFT adapter (safetensors) + tokenizer to a temp folder, then swap it in."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    tokenizer.save_pretrained(str(tmp))
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)

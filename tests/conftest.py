@@ -1,0 +1,83 @@
+"""Shared fixtures: a tiny random chat model and small task/general data sets.
+
+Everything is built offline at test time so the suite needs no network and
+no shipped weights.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # Tokenization caches and converted models must not leak between tests and the user's home.
+    monkeypatch.setenv("TELLKIT_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    from tellkit.models.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def task_rows(n: int, seed: int = 0) -> list[dict]:
+    """A learnable toy task: map a colour word to a fixed JSON answer."""
+    rng = random.Random(seed)
+    colours = ["red", "green", "blue", "yellow"]
+    rows = []
+    for i in range(n):
+        c = rng.choice(colours)
+        rows.append({"id": f"t{i}", "prompt": f"Which colour is named here: {c} {i}?",
+                     "completion": json.dumps({"colour": c})})
+    return rows
+
+
+def general_rows(n: int, seed: int = 1) -> list[dict]:
+    rng = random.Random(seed)
+    words = "the quick brown fox jumps over lazy dog and runs far away into green fields".split()
+    return [{"id": f"g{i}", "instruction": "Write a short sentence about " + rng.choice(words) + ".",
+             "input": "", "output": " ".join(rng.choice(words) for _ in range(rng.randint(5, 40)))}
+            for i in range(n)]
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    write_jsonl(tmp_path / "task.jsonl", task_rows(24))
+    write_jsonl(tmp_path / "test.jsonl", task_rows(8, seed=5))
+    write_jsonl(tmp_path / "general.jsonl", general_rows(600))
+    return tmp_path
+
+
+@pytest.fixture
+def config_file(data_dir, tiny_model) -> Path:
+    """A complete TELL config over the tiny model, small enough to train in seconds."""
+    import yaml
+
+    cfg = {
+        "model": {"name": str(tiny_model)},
+        "task": {"path": "task.jsonl", "test_path": "test.jsonl"},
+        "general": {"path": "general.jsonl"},
+        "anchor": {"text": "ANCHOR: colour task."},
+        "mix": {"method": "tell", "ratio": 3, "seed": 0},
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+        "train": {"epochs": 1, "lr": 3e-3, "batch_size": 4, "max_length": 128, "save_steps": 5,
+                  "logging_steps": 1, "bf16": False},
+        "eval": {"metrics": ["json"], "max_new_tokens": 16, "batch_size": 4},
+        "output": {"dir": "run"},
+    }
+    path = data_dir / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path

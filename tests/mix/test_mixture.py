@@ -1,0 +1,68 @@
+import json
+
+import pytest
+
+from tellkit.api import load, mix
+from tellkit.errors import DataError
+
+
+def run_mix(config_file, tmp_path, *overrides):
+    return mix(load(config_file, list(overrides)), tmp_path / "out")
+
+
+@pytest.mark.parametrize("ratio", [1, 3, 10])
+def test_achieved_ratio_within_tolerance(config_file, tmp_path, ratio):
+    r = run_mix(config_file, tmp_path, f"mix.ratio={ratio}").report
+    assert abs(r["achieved_ratio"] - ratio) <= 0.01 * ratio
+    assert r["ratio_within_tolerance"] is True
+    assert r["general"]["tokens"] == pytest.approx(ratio * r["task"]["tokens"], rel=0.01)
+    assert r["general"]["unique_examples"] == r["general"]["examples"]  # drawn without replacement
+
+
+def test_anchor_only_on_task_examples(config_file, tmp_path):
+    run_mix(config_file, tmp_path)
+    rows = [json.loads(l) for l in (tmp_path / "out" / "mixture.jsonl").read_text().splitlines()]
+    assert {r["source"] for r in rows} == {"task", "general"}
+    for r in rows:
+        first_user = next(m for m in r["messages"] if m["role"] == "user")["content"]
+        assert first_user.startswith("ANCHOR: colour task.") == (r["source"] == "task")
+    # the mixture is shuffled, not task-block then general-block
+    sources = [r["source"] for r in rows]
+    assert sources != sorted(sources) and sources != sorted(sources, reverse=True)
+
+
+def test_fingerprint_fixed_by_seed(config_file, tmp_path):
+    a = run_mix(config_file, tmp_path / "a").report["fingerprint"]
+    b = run_mix(config_file, tmp_path / "b").report["fingerprint"]
+    c = run_mix(config_file, tmp_path / "c", "mix.seed=1").report["fingerprint"]
+    assert a == b and a != c
+    assert (tmp_path / "a/out/mixture.jsonl").read_bytes() == (tmp_path / "b/out/mixture.jsonl").read_bytes()
+
+
+def test_task_repeats_and_methods(config_file, tmp_path):
+    r = run_mix(config_file, tmp_path / "r", "mix.task_repeats=3").report
+    assert r["task"]["examples"] == 3 * r["task"]["unique_examples"] == 3 * 24
+    sft = run_mix(config_file, tmp_path / "s", "mix.method=sft").report
+    assert sft["general"]["examples"] == 0 and sft["task"]["examples"] == 24
+    go = run_mix(config_file, tmp_path / "g", "mix.method=general-only").report
+    assert go["task"]["examples"] == 0 and go["general"]["tokens"] == pytest.approx(3 * go["task_tokens_reference"], rel=0.01)
+
+
+def test_token_budget_takes_a_seeded_subset(config_file, tmp_path):
+    r = run_mix(config_file, tmp_path, "task.token_budget=200").report
+    assert 0 < r["task"]["tokens"] <= 200 and r["task"]["examples"] < 24
+
+
+def test_sft_matched_reaches_the_token_target(config_file, tmp_path):
+    cfg = load(config_file, ["mix.method=sft-matched"])
+    m = mix(cfg, match_tokens=5000)
+    tokens = m.report["task"]["tokens"]
+    assert abs(tokens - 5000) <= max(m.task.data.column("n_tokens").to_numpy())
+
+
+def test_impossible_ratio_says_how_many_tokens_are_missing(config_file, tmp_path):
+    with pytest.raises(DataError, match=r"missing\).*allow_general_repeats"):
+        run_mix(config_file, tmp_path, "mix.ratio=10000")
+    r = run_mix(config_file, tmp_path, "mix.ratio=500", "mix.allow_general_repeats=true").report
+    assert r["general_repeat_factor"] > 1
+    assert abs(r["achieved_ratio"] - 500) <= 5

@@ -1,0 +1,70 @@
+import json
+import os
+import stat
+
+import pytest
+
+from tellkit.io import atomic_path, write_bytes_atomic, write_json_atomic, write_text_atomic
+
+
+def test_write_text_creates_parents_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "a" / "b" / "out.txt"
+    assert write_text_atomic(target, "héllo\n") == target
+    assert target.read_text(encoding="utf-8") == "héllo\n"
+    assert os.listdir(target.parent) == ["out.txt"]
+
+
+def test_write_json_format(tmp_path):
+    target = tmp_path / "x.json"
+    write_json_atomic(target, {"b": 1, "a": "ü"})
+    text = target.read_text(encoding="utf-8")
+    assert text == '{\n  "b": 1,\n  "a": "ü"\n}\n'  # key order kept, no \u escapes
+    assert json.loads(text) == {"b": 1, "a": "ü"}
+
+
+def test_write_bytes_overwrites(tmp_path):
+    target = tmp_path / "x.bin"
+    target.write_bytes(b"old")
+    write_bytes_atomic(target, b"\x00new")
+    assert target.read_bytes() == b"\x00new"
+    assert os.listdir(tmp_path) == ["x.bin"]
+
+
+def test_new_file_is_world_readable(tmp_path):
+    target = write_text_atomic(tmp_path / "r.md", "x")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_existing_mode_is_kept(tmp_path):
+    target = tmp_path / "r.md"
+    target.write_text("old")
+    target.chmod(0o600)
+    write_text_atomic(target, "new")
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_atomic_path_keeps_suffix_and_renames(tmp_path):
+    target = tmp_path / "fig.png"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.suffix == ".png" and tmp != target
+        tmp.write_bytes(b"png")
+    assert target.read_bytes() == b"png"
+    assert os.listdir(tmp_path) == ["fig.png"]
+
+
+def test_failure_leaves_original_untouched(tmp_path):
+    target = tmp_path / "keep.txt"
+    target.write_text("original")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half-writ")
+            raise RuntimeError("boom")
+    assert target.read_text() == "original"
+    assert os.listdir(tmp_path) == ["keep.txt"]
+
+
+def test_failure_without_original_creates_nothing(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(tmp_path / "new.txt"):
+            raise KeyboardInterrupt
+    assert os.listdir(tmp_path) == []
