@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from .data.cache import tokenized_dataset
 from .mix import Mixture, build_mixture
 from .models.resolve import resolve_model
 from .models.tokenizer import load_tokenizer
-from .rundir import RunDir
+from .rundir import RunDir, training_hash
 
 ANCHORED = ("tell", "sft+anchor")  # methods whose task examples carry the anchor
 
@@ -87,19 +88,35 @@ def train(cfg: Config, *, overwrite: bool = False, prepared: Prepared | None = N
 
     out = Path(cfg.output.dir)
     run = RunDir(out)
-    resuming = run.begin(cfg, overwrite=overwrite)
+    # Under torchrun / accelerate launch every rank runs this; only global rank 0 writes the run
+    # folder (claiming it, the mixture files, run.json), so ranks never race on it.
+    main = int(os.environ.get("RANK", "0")) == 0
+    resuming = run.begin(cfg, overwrite=overwrite) if main else False
     try:
         p = prepared or prepare(cfg)
-        mixture = mix(cfg, out, prepared=p, match_tokens=match_tokens)
+        mixture = mix(cfg, out if main else None, prepared=p, match_tokens=match_tokens)
         stats = train_mixture(cfg, p.model_ref, mixture, out)
     except BaseException as e:
-        run.fail(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+        if main:
+            run.fail(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
         raise
+    if not main:
+        return out
     run.complete(mixture=mixture.report, train=stats, anchor=mixture.report["anchor"],
                  anchor_position=cfg.anchor.position, model_ref=p.model_ref, resumed=resuming)
     return out
 
 
 def run(cfg: Config, *, overwrite: bool = False) -> Path:
-    """The whole pipeline for one config: mix, train (and evaluate + report when a test set is given)."""
-    return train(cfg, overwrite=overwrite)
+    """The whole pipeline for one config: mix, train, evaluate (when a test set is given), report."""
+    from .evaluate.runner import evaluate_run
+    from .report.run_report import write_run_report
+
+    state = RunDir(cfg.output.dir).state()
+    done = (not overwrite and state is not None and state.get("status") == "complete"
+            and state.get("training_hash") == training_hash(cfg))  # finished: just (re)evaluate and report
+    out = Path(cfg.output.dir) if done else train(cfg, overwrite=overwrite)
+    if cfg.task.test_path:
+        evaluate_run(out, cfg=cfg)
+    write_run_report(out)
+    return out

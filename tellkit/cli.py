@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 from .errors import TellkitError
 
@@ -54,6 +55,52 @@ def _cmd_train(a) -> None:
     print(f"run record: {out / 'run.json'}")
 
 
+def _cmd_eval(a) -> None:
+    from pathlib import Path
+
+    from .api import load
+    from .evaluate.runner import evaluate_base, evaluate_run
+    from .report.run_report import write_run_report
+
+    target = Path(a.target)
+    if target.is_dir():
+        result, where = evaluate_run(target, limit=a.limit, overrides=a.overrides), target / "eval"
+        write_run_report(target)
+    else:
+        cfg = load(target, a.overrides)
+        if not a.base:
+            result, where = evaluate_run(cfg.output.dir, limit=a.limit), Path(cfg.output.dir) / "eval"
+        else:
+            where = Path(cfg.output.dir).parent / (Path(cfg.output.dir).name + "-base")
+            result = evaluate_base(cfg, where, limit=a.limit)
+    for metric, res in result["metrics"].items():
+        print(f"{metric:>8}: " + ", ".join(f"{k} {v['value']:.4f} [{v['ci_low']:.4f}, {v['ci_high']:.4f}]"
+                                          for k, v in res["scores"].items()) + f"  (n={res.get('n')})")
+    g = result["generation"]
+    print(f"generation: {g['generated_tokens']} tokens in {g['seconds']} s ({g['tokens_per_second']} tok/s)")
+    print(f"wrote {where / 'scores.json'} and {where / 'predictions.jsonl'}")
+
+
+def _cmd_compare(a) -> None:
+    from pathlib import Path
+
+    from .analyse.compare import compare
+    from .api import load
+
+    cfg = load(a.config, a.overrides)
+    compare(cfg)
+    out = Path(cfg.output.dir)
+    print(f"comparison: {out / 'comparison.json'}")
+    print(f"report: {out / 'report.md'} and {out / 'report.html'}")
+
+
+def _cmd_report(a) -> None:
+    from .report.run_report import write_run_report
+
+    md, html = write_run_report(a.run_dir)
+    print(f"report: {md} and {html}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tellkit", description="Token-Efficient Leverage Learning (TELL)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for user errors")
@@ -76,11 +123,28 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--resume", action="store_true",
                        help="continue an interrupted run (also the default when output.dir holds one)")
         p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a finished run (RUN_DIR or CONFIG) or, with --base, the base model")
+    p.add_argument("target", help="run folder, or a config (evaluates its output.dir)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. eval.max_new_tokens=64")
+    p.add_argument("--base", action="store_true", help="evaluate the untrained base model (config only)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N test examples")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("compare", help="tell vs sft / sft+anchor / sft-matched / general-only / base over seeds")
+    _config_args(p)
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("report", help="(re)write report.md/report.html for a run folder")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not args.debug:  # library deprecation chatter is not the user's business
+        warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         args.func(args)
     except TellkitError as e:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import re
 import shutil
 import sys
 import time
@@ -20,6 +21,8 @@ from .errors import TellkitError
 from .io import write_json_atomic, write_text_atomic
 
 TRAINING_SECTIONS = ("model", "task", "general", "anchor", "mix", "lora", "train")
+CHECKPOINTS = "checkpoints"  # HF Trainer output_dir inside a run folder: checkpoints/checkpoint-N
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def versions() -> dict[str, str]:
@@ -46,31 +49,54 @@ class RunDir:
     def state(self) -> dict | None:
         if not self.state_file.exists():
             return None
-        return json.loads(self.state_file.read_text(encoding="utf-8"))
+        try:
+            return json.loads(self.state_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise TellkitError(f"{self.state_file}: unreadable run record ({e}); "
+                               "pass --overwrite to start this run again, or use another output.dir") from None
 
     def is_complete(self) -> bool:
         return (self.state() or {}).get("status") == "complete"
 
-    def begin(self, cfg: Config, *, overwrite: bool = False) -> bool:
-        """Claim the folder for this config; returns True when an interrupted run can be resumed."""
+    def check(self, cfg: Config, *, overwrite: bool = False) -> dict | None:
+        """Can `cfg` use this folder? Raises if not; returns the state of the run it holds (None: fresh).
+
+        Writes nothing, so `tellkit validate` can ask before any work is done."""
+        if self.path.exists() and not self.path.is_dir():
+            raise TellkitError(f"output.dir {self.path} is a file; point output.dir at a folder")
+        if overwrite:
+            return None
         old = self.state()
-        if old is not None and overwrite:
-            shutil.rmtree(self.path)
-            old = None
         if old is not None:
             if old.get("training_hash") != training_hash(cfg):
                 raise TellkitError(f"output.dir {self.path} holds another run (different config); "
                                    "choose another output.dir or pass --overwrite")
-            if old.get("status") == "complete":
-                raise TellkitError(f"output.dir {self.path} already holds this finished run; "
-                                   "pass --overwrite to train again or use another output.dir")
-        elif self.path.exists() and any(self.path.iterdir()) and not overwrite:
+        elif self.path.exists() and any(self.path.iterdir()):
             raise TellkitError(f"output.dir {self.path} exists and is not a tellkit run; "
                                "choose an empty folder or pass --overwrite")
+        return old
+
+    def begin(self, cfg: Config, *, overwrite: bool = False, resume: bool = False) -> bool:
+        """Claim the folder for this config; returns True when an interrupted run is resumed.
+
+        resume=True (`--resume`) insists on an interrupted run to continue."""
+        if overwrite and resume:
+            raise TellkitError("--overwrite starts the run again and --resume continues it; pass only one")
+        old = self.check(cfg, overwrite=overwrite)
+        if old is not None and old.get("status") == "complete":
+            raise TellkitError(f"output.dir {self.path} already holds this finished run; "
+                               "pass --overwrite to train again or use another output.dir")
+        if resume and old is None:
+            raise TellkitError(f"--resume: output.dir {self.path} holds no interrupted run of this config; "
+                               "drop --resume to start one")
+        if overwrite and self.state_file.exists():  # only ever delete a tellkit run folder
+            shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
+        if old is not None:  # resuming: drop checkpoints a kill left half-written
+            last_checkpoint(self.path / CHECKPOINTS, prune=True)
         write_text_atomic(self.path / "config.yaml", dump_config(cfg))
         self.update(status="running", training_hash=training_hash(cfg), versions=versions(),
-                    started=time.strftime("%Y-%m-%dT%H:%M:%S"))
+                    started=time.strftime("%Y-%m-%dT%H:%M:%S"), reason=None)
         return old is not None
 
     def update(self, **fields) -> dict:
@@ -89,7 +115,50 @@ class RunDir:
         if state is None:
             raise TellkitError(f"{self.path} is not a tellkit run folder (no run.json)")
         if state.get("status") != "complete":
-            raise TellkitError(f"run {self.path} is {state.get('status')}"
+            status = "running (or was killed)" if state.get("status") == "running" else state.get("status")
+            raise TellkitError(f"run {self.path} is {status}"
                                f"{': ' + state['reason'] if state.get('reason') else ''}; "
                                "finish it first (tellkit run CONFIG resumes it)")
         return state
+
+
+def checkpoint_complete(folder: str | Path) -> bool:
+    """True when an HF Trainer checkpoint was fully written.
+
+    The Trainer writes weights, optimizer, scheduler and RNG state first and
+    trainer_state.json last, none of them atomically: a checkpoint killed
+    mid-write lacks a readable trainer_state.json (or a file before it).
+    """
+    folder = Path(folder)
+    m = _CHECKPOINT.match(folder.name)
+    try:
+        state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not m or not isinstance(state, dict) or state.get("global_step") != int(m.group(1)):
+        return False
+    weights = ("adapter_model.safetensors", "model.safetensors", "adapter_model.bin", "pytorch_model.bin")
+    has_weights = any((folder / w).is_file() and (folder / w).stat().st_size > 0 for w in weights)
+    return has_weights and all((folder / f).is_file() and (folder / f).stat().st_size > 0
+                               for f in ("optimizer.pt", "scheduler.pt"))
+
+
+def last_checkpoint(checkpoints: str | Path, *, prune: bool = False) -> str | None:
+    """The newest complete checkpoint-N under `checkpoints`, or None.
+
+    With prune=True, incomplete checkpoint folders (debris of a kill during a
+    save) are deleted so neither the Trainer's own resume logic nor its
+    checkpoint rotation can pick them up.
+    """
+    root = Path(checkpoints)
+    if not root.is_dir():
+        return None
+    found = sorted(((int(m.group(1)), p) for p in root.iterdir()
+                    if p.is_dir() and (m := _CHECKPOINT.match(p.name))), key=lambda t: t[0])
+    best = None
+    for _, folder in found:
+        if checkpoint_complete(folder):
+            best = folder
+        elif prune:
+            shutil.rmtree(folder, ignore_errors=True)
+    return str(best) if best is not None else None

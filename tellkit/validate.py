@@ -1,35 +1,74 @@
-"""`tellkit validate`: every check that can fail, before any model weights load or training starts."""
+"""`tellkit validate`: every check that can fail, before any model weights load or training starts.
+
+Cheapest first: the config itself was checked by `load_config`; then the
+anchor, the output folder, the evaluation files and metric names, the model
+reference and its tokenizer (no weights), and last every line of the task and
+general data (tokenized, as training will see it) with the ratio's
+feasibility. Every failure is a `TellkitError` naming the file:line or key.
+"""
 
 from __future__ import annotations
 
-from .api import mix, prepare
+from .anchor import anchor_text
+from .api import ANCHORED, mix, prepare
 from .config import Config
 from .data.formats import to_examples
 from .data.readers import read_records
-from .errors import TellkitError
-from .rundir import RunDir, training_hash
+from .errors import ConfigError
+from .rundir import RunDir
 
 
 def validate(cfg: Config, *, overwrite: bool = False) -> dict:
-    """Config, anchor, every data line, model reference, ratio feasibility, output folder. Returns a summary."""
+    """Config, anchor, output folder, eval files, model reference, every data line, ratio. Returns a summary."""
     summary: dict = {}
-    for name, src in (("task", cfg.task), ("general", cfg.general)):
-        if src is not None:
-            summary[f"{name}_records"] = sum(1 for _ in to_examples(read_records(src.path), src.format,
-                                                                    src.columns, id_prefix=name))
-    for name, path in (("task test", cfg.task.test_path), ("general heldout", cfg.general and cfg.general.heldout_path)):
-        if path:
-            summary[f"{name} records"] = sum(1 for _ in to_examples(read_records(path), "auto",
-                                                                    cfg.task.columns if name == "task test" else {},
-                                                                    id_prefix=name))
-    prepared = prepare(cfg)
+    method = cfg.mix.method
+    anchor = anchor_text(cfg.anchor)  # empty anchor, missing or non-UTF-8 anchor.file
+    if method in ANCHORED and anchor is None:
+        raise ConfigError(f"mix.method={method} needs an anchor: set anchor.text or anchor.file")
+    if method == "sft-matched":
+        raise ConfigError("mix.method=sft-matched copies a tell run's token count, so it only runs inside "
+                          "`tellkit compare` (compare.methods); use tell, sft, sft+anchor or general-only here")
+
+    state = RunDir(cfg.output.dir).check(cfg, overwrite=overwrite)  # another run / not a run folder / a file
+    summary["output"] = (f"{cfg.output.dir}: new run" if state is None else
+                         f"{cfg.output.dir} holds this run ({state.get('status')}): "
+                         + ("it will be re-evaluated, not retrained" if state.get("status") == "complete"
+                            else "training resumes from its last checkpoint"))
+
+    if cfg.task.test_path:
+        _check_metrics(cfg)
+        summary["test_records"] = _count(cfg.task.test_path, cfg.task.format, cfg.task.columns, "test")
+    if cfg.general and cfg.general.heldout_path:
+        summary["heldout_records"] = _count(cfg.general.heldout_path, "auto", {}, "heldout")
+
+    prepared = prepare(cfg)  # model reference (alias / folder with safetensors / hub id) and tokenizer only
     summary["model"] = prepared.model_ref
-    summary["anchor"] = prepared.anchor
-    report = mix(cfg, prepared=prepared).report  # token counts + ratio feasibility, nothing written
+    summary["anchor"] = anchor
+    mixture = mix(cfg, prepared=prepared)  # tokenizes every task/general line; ratio feasibility; writes nothing
+    summary["task_records"] = len(mixture.task)
+    if mixture.general is not None:
+        summary["general_records"] = len(mixture.general)
+    report = mixture.report
     summary["mixture"] = {k: report[k] for k in ("requested_ratio", "achieved_ratio", "task", "general", "total")}
-    state = RunDir(cfg.output.dir).state()
-    if state and not overwrite:
-        if state.get("training_hash") != training_hash(cfg):
-            raise TellkitError(f"output.dir {cfg.output.dir} holds another run; choose another folder or pass --overwrite")
-        summary["output"] = f"{cfg.output.dir} holds this run ({state.get('status')}): training would resume or stop"
     return summary
+
+
+def _count(path: str, fmt: str, columns: dict, name: str) -> int:
+    """Parse every record of an evaluation file (JSON, fields, UTF-8); errors name file:line."""
+    return sum(1 for _ in to_examples(read_records(path), fmt, columns, id_prefix=name))
+
+
+def _check_metrics(cfg: Config) -> None:
+    from .evaluate import metrics as registry
+    from .evaluate.runner import MODEL_METRICS
+
+    allowed = sorted({*registry.available(), *MODEL_METRICS})
+    for name in cfg.eval.metrics:
+        if name not in allowed:
+            import difflib
+
+            hint = difflib.get_close_matches(name, allowed, n=1)
+            raise ConfigError(f"eval.metrics: unknown metric {name!r}"
+                              f"{f'; did you mean {hint[0]!r}?' if hint else ''} (allowed: {', '.join(allowed)})")
+    if "general" in cfg.eval.metrics and not (cfg.general and cfg.general.heldout_path):
+        raise ConfigError("eval.metrics has 'general', which needs general.heldout_path (held-out general data)")

@@ -33,6 +33,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
+        if isinstance(e, yaml.constructor.ConstructorError):  # e.g. !!python/object: safe_load refuses it
+            raise ConfigError(f"{where}: YAML tag not allowed ({e.problem}); configs hold plain values only, "
+                              "remove the tag") from None
         raise ConfigError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text; save the config as UTF-8") from None
@@ -66,6 +69,20 @@ def apply_override(raw: dict, item: str) -> None:
 
 
 def _resolve_paths(raw: dict, base: Path) -> None:
+    model = raw.get("model")
+    if isinstance(model, dict) and isinstance(model.get("name"), str) and model["name"].strip():
+        # model.name is an alias, a hub id or a folder: only a folder (explicitly relative, or one that
+        # exists next to the config) is resolved, so the config works from any working directory.
+        from ..models.resolve import alias_key  # light module: no torch/transformers import
+
+        name = model["name"].strip()
+        value = Path(name).expanduser()
+        if alias_key(name) is not None:  # aliases win over folders, as in resolve_model
+            pass
+        elif not value.is_absolute() and (name.startswith(".") or (base / value).exists()):
+            model["name"] = str((base / value).resolve())
+        elif name.startswith("~"):
+            model["name"] = str(value)
     for section, key in PATH_KEYS:
         node = raw.get(section)
         if isinstance(node, dict) and isinstance(node.get(key), str):

@@ -22,6 +22,15 @@ Record = tuple[str, dict[str, Any]]
 
 def read_records(source: str) -> Iterator[Record]:
     """Records from a file, a glob of shards, a folder of shards, a saved HF dataset, or a hub id."""
+    n = 0
+    for record in _records(source):
+        n += 1
+        yield record
+    if n == 0:
+        raise DataError(f"{source}: no records, the data is empty; add examples or point to the right file")
+
+
+def _records(source: str) -> Iterator[Record]:
     path = Path(source)
     if any(ch in source for ch in "*?["):
         files = sorted(Path(p) for p in glob.glob(source))

@@ -110,3 +110,9 @@ def md_table(headers: list[str], rows: list[list], floatfmt: str = "{:.3f}") -> 
     ]
     lines += ["| " + " | ".join(_cell(v, floatfmt) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def shorten(text: str, n: int = 160) -> str:
+    """One line of at most n characters, for sample tables."""
+    text = " ".join(str(text).split()).replace("`", "'")
+    return text if len(text) <= n else text[: n - 1] + "…"

@@ -73,7 +73,7 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path) -> dict:
     row_tokens = rows.tokens(lengths)
     steps_per_epoch = math.ceil(len(rows) / per_step)
     max_steps = t.max_steps or math.ceil(steps_per_epoch * t.epochs)
-    tokens_per_step = _tokens_per_step(row_tokens, per_step, max_steps)
+    tokens_per_step = _tokens_per_step(row_tokens, per_step, max_steps, t.batch_size, world)
 
     ckpt_dir = out / "checkpoints"
     args = TrainingArguments(
@@ -84,9 +84,11 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path) -> dict:
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
         seed=t.seed, data_seed=t.seed, bf16=use_bf16(t.bf16), use_cpu=not torch.cuda.is_available(),
         report_to="none", disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient; skips a graph walk per step
     )
     loss_log = LossLog(out / "loss_log.json", tokens_per_step)
-    resume = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+    with args.main_process_first(local=False):  # ranks > 0 look for checkpoints after rank 0 claimed `out`
+        resume = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
     if resume:
         loss_log.records = _previous_losses(out / "loss_log.json", int(resume.rsplit("-", 1)[-1]))
     trainer = MixtureTrainer(model=model, args=args, train_dataset=rows, data_collator=collate,
@@ -116,12 +118,14 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path) -> dict:
     }
 
 
-def _tokens_per_step(row_tokens: np.ndarray, per_step: int, max_steps: int) -> np.ndarray:
-    """Real tokens in each optimizer step; epochs repeat the same row order."""
-    reps = math.ceil(max_steps * per_step / max(len(row_tokens), 1)) + 1
-    flat = np.tile(row_tokens, reps)
-    steps = [flat[i * per_step: (i + 1) * per_step].sum() for i in range(max_steps)]
-    return np.array(steps, dtype=np.int64)
+def _tokens_per_step(row_tokens: np.ndarray, per_step: int, max_steps: int, batch_size: int, world: int) -> np.ndarray:
+    """Real tokens in each optimizer step; every epoch restarts the same row order. One process ends
+    an epoch with a short step; under DDP, accelerate's even_batches fills the last global batch
+    (batch_size x world rows) with rows from the start of the epoch instead."""
+    n = len(row_tokens)
+    seen = n if world == 1 else math.ceil(n / (batch_size * world)) * batch_size * world
+    steps = np.add.reduceat(row_tokens[np.arange(seen) % n], np.arange(0, seen, per_step))
+    return np.tile(steps, math.ceil(max_steps / len(steps)))[:max_steps].astype(np.int64)
 
 
 def _previous_losses(path: Path, upto: int) -> list[dict]:

@@ -49,8 +49,8 @@ def test_tellkit_run_end_to_end(config_file, tiny_model, capsys):
 
 
 def test_finished_run_is_not_overwritten(config_file, capsys):
-    assert main(["run", str(config_file), "train.max_steps=2"]) == 0
-    assert main(["run", str(config_file), "train.max_steps=2"]) == 2
+    assert main(["train", str(config_file), "train.max_steps=2"]) == 0
+    assert main(["train", str(config_file), "train.max_steps=2"]) == 2
     assert "already holds this finished run" in capsys.readouterr().err
-    assert main(["run", str(config_file), "train.max_steps=3"]) == 2
+    assert main(["train", str(config_file), "train.max_steps=3"]) == 2
     assert "holds another run" in capsys.readouterr().err

@@ -1,0 +1,63 @@
+"""report.md / report.html for one run: what was trained, on what mixture, how it went, how it scores."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..rundir import RunDir
+from .html import md_table, shorten, write_report
+from .plots import plot_loss_curves
+
+
+def write_run_report(run_dir: str | Path) -> tuple[Path, Path]:
+    run = RunDir(run_dir)
+    state = run.state() or {}
+    status = state.get("status", "unknown")
+    m, t = state.get("mixture", {}), state.get("train", {})
+    md = [f"# tellkit run — {run.path.name}", ""]
+    if status != "complete":
+        md += [f"> **INCOMPLETE RUN** — status: {status}. {state.get('reason', '')}", ""]
+    md += [f"Method **{m.get('method', '?')}**, model `{state.get('model_ref', '?')}`, "
+           f"anchor ({state.get('anchor_position', 'prefix')}): {_quote(state.get('anchor'))}", ""]
+    if m:
+        md += ["## Mixture", "", md_table(
+            ["source", "examples", "unique", "tokens", "supervised tokens"],
+            [[s, m[s]["examples"], m[s]["unique_examples"], m[s]["tokens"], m[s]["supervised_tokens"]]
+             for s in ("task", "general")]), "",
+            f"Ratio (general:task tokens) requested {m.get('requested_ratio')}, achieved "
+            f"{_num(m.get('achieved_ratio'))}; seed {m.get('seed')}; fingerprint `{m.get('fingerprint', '')[:16]}…`", ""]
+    if t:
+        md += ["## Training", "", md_table(["optimizer steps", "train tokens", "wall s", "tok/s", "packing eff.",
+                                             "peak RSS MiB", "final loss"],
+                                            [[t.get("optimizer_steps"), t.get("train_tokens"), t.get("wall_seconds"),
+                                              t.get("tokens_per_second"), t.get("packing_efficiency"),
+                                              t.get("peak_rss_mib"), t.get("final_loss")]]), ""]
+    log = run.path / "loss_log.json"
+    if log.exists():
+        records = json.loads(log.read_text(encoding="utf-8"))
+        plot_loss_curves({m.get("method", "run"): [(r["step"], r["loss"]) for r in records]},
+                         run.path / "loss.png", smoothing=0.6)
+        md += ["![loss](loss.png)", ""]
+    scores = run.path / "eval" / "scores.json"
+    if scores.exists():
+        ev = json.loads(scores.read_text(encoding="utf-8"))
+        rows = [[metric, score, _num(v["value"]), f"[{_num(v['ci_low'])}, {_num(v['ci_high'])}]", res.get("n")]
+                for metric, res in ev["metrics"].items() for score, v in res["scores"].items()]
+        md += ["## Evaluation", "", md_table(["metric", "score", "value", "95% CI", "n"], rows), "",
+               f"Generation: {ev['generation']['generated_tokens']} tokens in {ev['generation']['seconds']} s "
+               f"({ev['generation']['tokens_per_second']} tok/s, batch {ev['generation']['batch_size']}).", ""]
+        preds = (run.path / "eval" / "predictions.jsonl").read_text(encoding="utf-8").splitlines()[:3]
+        md += ["### Samples", "", md_table(["gold", "output"], [[shorten(p["gold"]), shorten(p["output"])]
+                                                               for p in map(json.loads, preds)]), ""]
+    md += ["## Reproduce", "", f"`tellkit run {run.path / 'config.yaml'}` — versions: "
+           + ", ".join(f"{k} {v}" for k, v in state.get("versions", {}).items() if k != "platform"), ""]
+    return write_report("\n".join(md), run.path, title=f"tellkit run {run.path.name}")
+
+
+def _num(x) -> str:
+    return "–" if x is None else f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def _quote(text: str | None) -> str:
+    return "none" if not text else f"“{text}”"
