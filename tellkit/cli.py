@@ -94,6 +94,23 @@ def _cmd_compare(a) -> None:
     print(f"report: {out / 'report.md'} and {out / 'report.html'}")
 
 
+def _cmd_sweep(a) -> None:
+    from pathlib import Path
+
+    from .analyse.sweep import sweep
+    from .api import load
+
+    cfg = load(a.config, a.overrides)
+    summary = sweep(cfg)
+    out = Path(cfg.output.dir)
+    for m in summary["multiplier"]:
+        mult = "n/a" if m["multiplier"] is None else f"{m['multiplier']:.2f}x"
+        print(f"{m['task_tokens']} task tokens: TELL {m['tell_score']:.3f} at ratio {m['tell_ratio']:g}; "
+              f"SFT needs {mult} the task data {m['note']}")
+    print(f"sweep: {out / 'sweep.csv'} and {out / 'sweep.json'}")
+    print(f"report: {out / 'report.md'} and {out / 'report.html'}")
+
+
 def _cmd_report(a) -> None:
     from .report.run_report import write_run_report
 
@@ -134,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="tell vs sft / sft+anchor / sft-matched / general-only / base over seeds")
     _config_args(p)
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("sweep", help="ratio x task-scale x method x seed grid (resumable) with curves")
+    _config_args(p)
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("report", help="(re)write report.md/report.html for a run folder")
     p.add_argument("run_dir")

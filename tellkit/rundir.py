@@ -69,6 +69,8 @@ class RunDir:
         old = self.state()
         if old is not None:
             if old.get("training_hash") != training_hash(cfg):
+                if old.get("status") == "failed" and not self.has_results():
+                    return None  # it failed before training wrote anything: nothing to lose, start afresh
                 raise TellkitError(f"output.dir {self.path} holds another run (different config); "
                                    "choose another output.dir or pass --overwrite")
         elif self.path.exists() and any(self.path.iterdir()):
@@ -76,8 +78,14 @@ class RunDir:
                                "choose an empty folder or pass --overwrite")
         return old
 
+    def has_results(self) -> bool:
+        """Whether training wrote anything here (a checkpoint, the loss log or the adapter)."""
+        ckpts = self.path / CHECKPOINTS
+        return ((self.path / "adapter").exists() or (self.path / "loss_log.json").exists()
+                or (ckpts.is_dir() and any(ckpts.iterdir())))
+
     def begin(self, cfg: Config, *, overwrite: bool = False, resume: bool = False) -> bool:
-        """Claim the folder for this config; returns True when an interrupted run is resumed.
+        """Claim the folder for this config; returns True when training resumes from a checkpoint.
 
         resume=True (`--resume`) insists on an interrupted run to continue."""
         if overwrite and resume:
@@ -89,15 +97,15 @@ class RunDir:
         if resume and old is None:
             raise TellkitError(f"--resume: output.dir {self.path} holds no interrupted run of this config; "
                                "drop --resume to start one")
-        if overwrite and self.state_file.exists():  # only ever delete a tellkit run folder
-            shutil.rmtree(self.path)
+        if old is None and self.state_file.exists():  # --overwrite, or a failed run that trained nothing;
+            shutil.rmtree(self.path)                  # only ever delete a tellkit run folder
         self.path.mkdir(parents=True, exist_ok=True)
-        if old is not None:  # resuming: drop checkpoints a kill left half-written
-            last_checkpoint(self.path / CHECKPOINTS, prune=True)
+        # resuming: drop checkpoints a kill left half-written, so training continues from the last good one
+        resumable = old is not None and last_checkpoint(self.path / CHECKPOINTS, prune=True) is not None
         write_text_atomic(self.path / "config.yaml", dump_config(cfg))
         self.update(status="running", training_hash=training_hash(cfg), versions=versions(),
                     started=time.strftime("%Y-%m-%dT%H:%M:%S"), reason=None)
-        return old is not None
+        return resumable
 
     def update(self, **fields) -> dict:
         state = {**(self.state() or {}), **fields}

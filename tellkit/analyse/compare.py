@@ -31,31 +31,42 @@ MATCHED = {"sft-matched": "same training tokens and steps as tell (task data rep
            "general-only": "same general tokens as tell, no task data"}
 
 
-def cell_config(cfg: Config, method: str, seed: int, out: Path, max_steps: int | None = None) -> Config:
+def cell_config(cfg: Config, out_dir: Path, method: str, seed: int, *, ratio: float | None = None,
+                token_budget: int | None = None, max_steps: int | None = None) -> Config:
+    """One cell of a comparison or sweep: the user's config with method, seed (mixture and training),
+    and optionally ratio, task token budget and a step count changed."""
     c = cfg.model_copy(deep=True)
     c.mix.method, c.mix.seed, c.train.seed = method, seed, seed
+    if ratio is not None:
+        c.mix.ratio = ratio
+    if token_budget is not None:
+        c.task.token_budget = token_budget
     if max_steps:
         c.train.max_steps = max_steps
-    c.output.dir = str(out / f"{method}-s{seed}")
+    c.output.dir = str(out_dir)
     return c
 
 
-def run_cell(cfg: Config, method: str, seed: int, out: Path, prepared, match: dict | None = None) -> dict:
-    """Train (unless finished) and evaluate one method/seed; returns its scores and costs.
+def run_cell(c: Config, prepared, match_tokens: int | None = None) -> dict:
+    """Train (unless finished; an interrupted cell resumes, a failed one restarts) and evaluate one cell.
 
-    `match` = {"tokens", "steps"} of the TELL cell, for sft-matched: the task data is repeated to
-    TELL's tokens and training runs exactly TELL's optimizer steps."""
-    c = cell_config(cfg, method, seed, out, max_steps=match and match["steps"])
-    match_tokens = match and match["tokens"]
+    `match_tokens` (sft-matched): the task data is repeated to that many tokens (the TELL cell's)."""
     run = RunDir(c.output.dir)
     if not run.is_complete():
-        train(c, overwrite=run.state() is not None and run.state().get("status") == "failed",
-              prepared=prepared, match_tokens=match_tokens)
+        failed = (run.state() or {}).get("status") == "failed"
+        train(c, overwrite=failed, prepared=prepared, match_tokens=match_tokens)
     scores_file = run.path / "eval" / "scores.json"
-    scores = json.loads(scores_file.read_text()) if scores_file.exists() else evaluate_run(run.path)
-    state = run.state()
-    return {"method": method, "seed": seed, "run_dir": str(run.path), "metrics": scores["metrics"],
-            "cost": cost(state), "samples": _samples(run.path / "eval" / "predictions.jsonl")}
+    scores = json.loads(scores_file.read_text()) if scores_file.exists() else evaluate_run(run.path, cfg=c)
+    return {"method": c.mix.method, "seed": c.mix.seed, "ratio": c.mix.ratio, "token_budget": c.task.token_budget,
+            "run_dir": str(run.path), "metrics": scores["metrics"], "cost": cost(run.state()),
+            "samples": _samples(run.path / "eval" / "predictions.jsonl")}
+
+
+def matched_cell(cfg: Config, out_dir: Path, tell_cell: dict, **changes) -> tuple[Config, int]:
+    """The sft-matched twin of a TELL cell: same optimizer steps, task data repeated to TELL's tokens."""
+    c = cell_config(cfg, out_dir, "sft-matched", tell_cell["seed"], max_steps=tell_cell["cost"]["optimizer_steps"],
+                    **changes)
+    return c, tell_cell["cost"]["train_tokens"] // max(round(cfg.train.epochs), 1)
 
 
 def cost(state: dict) -> dict:
@@ -77,13 +88,14 @@ def compare(cfg: Config, out: Path | None = None) -> dict:
     if "sft-matched" in methods and "tell" not in methods:
         raise ConfigError("compare.methods has sft-matched but not tell: sft-matched copies tell's compute")
     for seed in cfg.compare.seeds:
-        tell_cost = None
+        tell = None
         for method in sorted((m for m in methods if m != "base"), key=lambda m: m != "tell"):  # tell first
-            match = {"tokens": tell_cost["train_tokens"] // max(round(cfg.train.epochs), 1),
-                     "steps": tell_cost["optimizer_steps"]} if method == "sft-matched" else None
-            cell = run_cell(cfg, method, seed, out, prepared, match=match)
-            tell_cost = cell["cost"] if method == "tell" else tell_cost
-            cells.append(cell)
+            if method == "sft-matched":
+                c, match_tokens = matched_cell(cfg, out / f"{method}-s{seed}", tell)
+                cells.append(run_cell(c, prepared, match_tokens))
+                continue
+            cells.append(run_cell(cell_config(cfg, out / f"{method}-s{seed}", method, seed), prepared))
+            tell = cells[-1] if method == "tell" else tell
     if "base" in methods:
         base_dir = out / "base"
         scores_file = base_dir / "scores.json"

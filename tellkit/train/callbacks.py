@@ -39,25 +39,41 @@ class Progress(TrainerCallback):
 
 
 class LossLog(TrainerCallback):
-    """Writes loss_log.json after every log; stops training on a non-finite loss."""
+    """Writes loss_log.json after every log; stops training on a non-finite loss or gradient norm.
+
+    The guard runs before any checkpoint of the bad step: a save step always
+    logs first (on_step_end), and a non-finite log cancels that step's save, so
+    the newest checkpoint is the last good one. The gradient norm is checked
+    too because the HF Trainer's default `logging_nan_inf_filter` replaces a
+    NaN step loss with the running average (0.0 at the start of a logging
+    window), which would hide the failure behind a finite number.
+    """
 
     def __init__(self, path: Path, tokens_per_step: np.ndarray):
         self.path, self.cum = path, np.cumsum(tokens_per_step)
         self.records: list[dict] = []
         self.bad_step: int | None = None
+        self.bad_reason: str | None = None
+
+    def on_step_end(self, args, state, control, **kw):
+        if control.should_save:  # log (and so check) this step before the Trainer saves it
+            control.should_log = True
 
     def on_log(self, args, state, control, logs=None, **kw):
         if not logs or "loss" not in logs:
             return
         step = state.global_step
         loss = float(logs["loss"])
-        if not math.isfinite(loss):
-            self.bad_step = step
+        grad_norm = logs.get("grad_norm")
+        bad = [f"{k}={v}" for k, v in (("loss", loss), ("grad_norm", grad_norm))
+               if v is not None and not math.isfinite(float(v))]
+        if bad:
+            self.bad_step, self.bad_reason = step, ", ".join(bad)
             control.should_training_stop = True
             control.should_save = False  # keep the last good checkpoint as the newest one
             return
         self.records.append({"step": step, "loss": loss, "lr": logs.get("learning_rate"),
-                             "grad_norm": logs.get("grad_norm"), "epoch": logs.get("epoch"),
+                             "grad_norm": grad_norm, "epoch": logs.get("epoch"),
                              "tokens": int(self.cum[min(step, len(self.cum)) - 1]) if step else 0})
         if state.is_world_process_zero:
             write_json_atomic(self.path, self.records)

@@ -1,0 +1,162 @@
+"""`tellkit sweep`: the ratio x task-scale x method x seed grid, resumable, with the emergence curve
+and the data-efficiency multiplier.
+
+Ratio-free methods (sft, sft+anchor) run once per (scale, seed) and appear as flat reference lines;
+tell, sft-matched and general-only run at every ratio (tell at ratio 0 is anchored SFT). Every cell is
+a normal run folder under cells/; a finished cell is never re-run, an interrupted one resumes from its
+checkpoint, a failed one restarts. Tokenization happens once per data set (the cache is keyed by data,
+tokenizer, template, anchor and max_length).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..api import prepare
+from ..config import Config
+from ..evaluate.bootstrap import mean_ci_over_seeds
+from ..io import write_json_atomic, write_text_atomic
+from .compare import assumptions, cell_config, matched_cell, run_cell
+
+RATIO_FREE = ("sft", "sft+anchor")
+
+
+def grid(cfg: Config) -> list[dict]:
+    """Every cell once, in run order (tell before its sft-matched twin)."""
+    s = cfg.sweep
+    cells, seen = [], set()
+    order = sorted(s.methods, key=lambda m: m != "tell")
+    for tokens in s.task_tokens:
+        for seed in s.seeds:
+            for ratio in s.ratios:
+                for method in order:
+                    r = 0.0 if method in RATIO_FREE else float(ratio)
+                    key = (method, int(tokens), r, seed)
+                    if key not in seen:
+                        seen.add(key)
+                        cells.append({"method": method, "task_tokens": int(tokens), "ratio": r, "seed": seed})
+    return cells
+
+
+def cell_name(cell: dict) -> str:
+    return f"{cell['method']}-t{cell['task_tokens']}-r{cell['ratio']:g}-s{cell['seed']}"
+
+
+def sweep(cfg: Config, out: Path | None = None) -> dict:
+    out = Path(out or cfg.output.dir)
+    if "sft-matched" in cfg.sweep.methods and "tell" not in cfg.sweep.methods:
+        from ..errors import ConfigError
+
+        raise ConfigError("sweep.methods has sft-matched but not tell: sft-matched copies tell's compute")
+    start = time.perf_counter()
+    prepared = prepare(cfg)
+    results, tells = [], {}
+    for cell in grid(cfg):
+        changes = {"ratio": cell["ratio"], "token_budget": cell["task_tokens"]}
+        where = out / "cells" / cell_name(cell)
+        if cell["method"] == "sft-matched":
+            c, match = matched_cell(cfg, where, tells[(cell["task_tokens"], cell["ratio"], cell["seed"])], **changes)
+            res = run_cell(c, prepared, match)
+        else:
+            res = run_cell(cell_config(cfg, where, cell["method"], cell["seed"], **changes), prepared)
+        if cell["method"] == "tell":
+            tells[(cell["task_tokens"], cell["ratio"], cell["seed"])] = res
+        results.append({**cell, "metrics": res["metrics"], "cost": res["cost"], "run_dir": res["run_dir"]})
+    total = time.perf_counter() - start
+    rows = flat_rows(results)
+    score = primary_score(rows)
+    summary = {
+        "cells": len(results), "total_seconds": round(total, 1),
+        "sum_of_cell_seconds": round(sum(r["cost"].get("wall_seconds") or 0 for r in results), 1),
+        "primary_score": score, "curves": curves(rows, score), "multiplier": multipliers(rows, score, cfg),
+        "assumptions": assumptions(cfg), "anchor": prepared.anchor,
+    }
+    write_json_atomic(out / "sweep.json", {"summary": summary, "rows": rows})
+    write_text_atomic(out / "sweep.csv", to_csv(rows))
+    from ..report.sweep_report import write_sweep_report
+
+    write_sweep_report(summary, rows, cfg, out)
+    return summary
+
+
+def flat_rows(results: list[dict]) -> list[dict]:
+    rows = []
+    for r in results:
+        row = {k: r[k] for k in ("method", "task_tokens", "ratio", "seed")}
+        row["actual_task_tokens"] = r["cost"].get("unique_task_tokens")
+        for metric, res in r["metrics"].items():
+            for name, v in res["scores"].items():
+                row[f"{metric}/{name}"] = v["value"]
+        row.update({k: r["cost"].get(k) for k in ("train_tokens", "optimizer_steps", "wall_seconds")})
+        rows.append(row)
+    return rows
+
+
+def primary_score(rows: list[dict]) -> str:
+    from ..report.compare_report import HEADLINE_ORDER
+
+    keys = {k for r in rows for k in r if "/" in k}
+    return next((k for k in HEADLINE_ORDER if k in keys), sorted(keys)[0] if keys else "")
+
+
+def curves(rows: list[dict], score: str) -> dict:
+    """{method: {task_tokens: [{"x": ratio, mean, ci_low, ci_high}]}} over seeds."""
+    out: dict = {}
+    for r in rows:
+        out.setdefault(r["method"], {}).setdefault(r["task_tokens"], {}).setdefault(r["ratio"], []).append(r.get(score))
+    return {m: {t: [{"x": x, **mean_ci_over_seeds([v for v in vals if v is not None])}
+                    for x, vals in sorted(by_ratio.items())] for t, by_ratio in by_t.items()}
+            for m, by_t in out.items()}
+
+
+def multipliers(rows: list[dict], score: str, cfg: Config) -> list[dict]:
+    """How many task tokens SFT needs to match TELL at each scale (log-linear interpolation on SFT's
+    scale curve); the interval comes from TELL's seed interval. None when SFT never reaches it."""
+    c = curves(rows, score)
+    if "tell" not in c or "sft" not in c:
+        return []
+    sft = sorted((t, pts[0]["mean"]) for t, pts in c["sft"].items())
+    out = []
+    for t, pts in sorted(c["tell"].items()):
+        best = max(pts, key=lambda p: -math.inf if math.isnan(p["mean"]) else p["mean"])
+        need = [_tokens_for(sft, v) for v in (best["mean"], best["ci_low"], best["ci_high"])]
+        out.append({"task_tokens": t, "tell_ratio": best["x"], "tell_score": best["mean"],
+                    "sft_tokens_needed": need[0], "multiplier": need[0] / t if need[0] else None,
+                    "interval": [n / t if n else None for n in need[1:]],
+                    "note": _note(sft, best["mean"], need[0])})
+    return out
+
+
+def _note(sft: list[tuple[int, float]], target: float, need: float | None) -> str:
+    if need is None:
+        return "SFT never reaches TELL's score within the swept scales"
+    if target <= sft[0][1]:
+        return f"SFT already matches at its smallest scale ({sft[0][0]} tokens): multiplier is an upper bound"
+    return ""
+
+
+def _tokens_for(sft: list[tuple[int, float]], target: float) -> float | None:
+    if target is None or math.isnan(target):
+        return None
+    if target <= sft[0][1]:
+        return float(sft[0][0])
+    for (t0, v0), (t1, v1) in zip(sft, sft[1:]):
+        if v0 < target <= v1:
+            frac = (target - v0) / (v1 - v0)
+            return float(np.exp(np.log(t0) + frac * (np.log(t1) - np.log(t0))))
+    return None
+
+
+def to_csv(rows: list[dict]) -> str:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()

@@ -1,0 +1,57 @@
+"""report.md / report.html for `tellkit sweep`: the emergence curve, scale curves, the multiplier."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .html import md_table, write_report
+from .plots import plot_ratio_curves, plot_scale_curves
+
+
+def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple[Path, Path]:
+    score, curves = summary["primary_score"], summary["curves"]
+    md = [f"# TELL sweep — {Path(cfg.task.path).name}", "",
+          f"{summary['cells']} cells, primary score **{score}**, seeds {cfg.sweep.seeds}. "
+          f"Sweep wall time {summary['total_seconds']} s (sum of the cells' training time "
+          f"{summary['sum_of_cell_seconds']} s; data were tokenized once).", ""]
+
+    md += ["## Emergence: score vs general:task ratio", ""]
+    for t in sorted({r["task_tokens"] for r in rows}):
+        series = {}
+        for method, by_t in curves.items():
+            pts = by_t.get(t) or by_t.get(str(t))
+            if not pts:
+                continue
+            if len(pts) == 1:  # ratio-free method: draw it flat across the swept ratios
+                pts = [{**pts[0], "x": x} for x in sorted(set(cfg.sweep.ratios))]
+            series[method] = pts
+        name = f"ratio_curve_t{t}.png"
+        plot_ratio_curves(series, score, out / name)
+        md += [f"### {t} task tokens", "", f"![ratio curve]({name})", ""]
+
+    scale = {m: [{**max(pts, key=lambda p: -math.inf if math.isnan(p["mean"]) else p["mean"]), "x": int(t)}
+                 for t, pts in sorted(by_t.items(), key=lambda kv: int(kv[0]))]
+             for m, by_t in curves.items() if m in ("tell", "sft", "sft+anchor", "sft-matched")}
+    if scale:
+        plot_scale_curves(scale, score, out / "scale_curve.png")
+        md += ["## Score vs task tokens (TELL at its best ratio)", "", "![scale curve](scale_curve.png)", ""]
+
+    md += ["## Data-efficiency multiplier", "",
+           "How many task tokens SFT needs to match TELL (log-linear interpolation between swept scales; "
+           "interval from TELL's seed interval).", ""]
+    mrows = [[m["task_tokens"], m["tell_ratio"], _f(m["tell_score"]), _f(m["sft_tokens_needed"], 0),
+              _f(m["multiplier"], 2), f"[{_f(m['interval'][0], 2)}, {_f(m['interval'][1], 2)}]", m["note"]]
+             for m in summary["multiplier"]]
+    md += [md_table(["task tokens", "TELL ratio", "TELL score", "SFT tokens needed", "multiplier",
+                     "interval", "note"], mrows) if mrows else "(needs tell and sft in sweep.methods)", ""]
+
+    md += ["## All cells", ""]
+    cols = ["method", "task_tokens", "ratio", "seed", score, "train_tokens", "optimizer_steps", "wall_seconds"]
+    md += [md_table(cols, [[r.get(c) for c in cols] for r in rows]), ""]
+    md += ["## Assumptions (where the paper is silent)", "", *[f"- {a}" for a in summary["assumptions"]], ""]
+    return write_report("\n".join(md), out, title="tellkit sweep")
+
+
+def _f(x, digits: int = 3) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"

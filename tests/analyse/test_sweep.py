@@ -1,0 +1,48 @@
+import json
+
+from tellkit.analyse.sweep import _tokens_for, cell_name, grid
+from tellkit.api import load
+from tellkit.cli import main
+
+
+def test_grid_has_no_duplicate_cells_and_ratio_free_methods_run_once(config_file):
+    cfg = load(config_file, ["sweep.ratios=[0,1,3]", "sweep.task_tokens=[200,400]", "sweep.seeds=[0,1]",
+                             "sweep.methods=[sft,tell,sft-matched]"])
+    cells = grid(cfg)
+    names = [cell_name(c) for c in cells]
+    assert len(names) == len(set(names))
+    assert sum(c["method"] == "sft" for c in cells) == 2 * 2  # scales x seeds, not x ratios
+    assert sum(c["method"] == "tell" for c in cells) == 3 * 2 * 2
+    # each sft-matched cell comes after the tell cell it copies
+    for i, c in enumerate(cells):
+        if c["method"] == "sft-matched":
+            twin = {**c, "method": "tell"}
+            assert twin in cells[:i]
+
+
+def test_multiplier_interpolation():
+    sft = [(1000, 0.2), (10000, 0.6)]
+    assert abs(_tokens_for(sft, 0.6) - 10000) < 1e-6
+    assert 1000 < _tokens_for(sft, 0.4) < 10000
+    assert abs(_tokens_for(sft, 0.4) - 10 ** 3.5) < 1  # log-linear midpoint
+    assert _tokens_for(sft, 0.9) is None
+
+
+def test_sweep_runs_resumes_and_never_reruns_a_finished_cell(config_file, capsys):
+    args = ["sweep", str(config_file), "sweep.ratios=[0,2]", "sweep.task_tokens=[150,300]", "sweep.seeds=[0]",
+            "sweep.methods=[tell,sft]", "eval.max_new_tokens=4", "train.max_steps=2"]
+    assert main(args) == 0, capsys.readouterr().err
+    out = config_file.parent / "run"
+    summary = json.loads((out / "sweep.json").read_text())["summary"]
+    assert summary["cells"] == 6 and len(summary["multiplier"]) == 2
+    assert (out / "sweep.csv").read_text().count("\n") == 7
+    assert (out / "ratio_curve_t150.png").exists() and (out / "report.html").exists()
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/adapter/adapter_model.safetensors")}
+    assert len(stamps) == 6
+    # an interrupted sweep: delete one cell's result; rerunning redoes only that cell
+    victim = out / "cells" / "tell-t150-r2-s0"
+    (victim / "run.json").write_text(json.dumps({**json.loads((victim / "run.json").read_text()), "status": "failed"}))
+    assert main(args) == 0
+    after = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/adapter/adapter_model.safetensors")}
+    changed = [p.parent.parent.name for p in stamps if after[p] != stamps[p]]
+    assert changed == ["tell-t150-r2-s0"]
