@@ -16,8 +16,7 @@ from .anchor import anchor_text
 from .config import Config, load_config
 from .data.cache import tokenized_dataset
 from .mix import Mixture, build_mixture
-from .models.resolve import resolve_model
-from .models.tokenizer import load_tokenizer
+from .models.resolve import load_tokenizer, resolve_model
 from .rundir import RunDir, training_hash
 
 ANCHORED = ("tell", "sft+anchor")  # methods whose task examples carry the anchor

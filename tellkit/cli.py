@@ -111,6 +111,46 @@ def _cmd_sweep(a) -> None:
     print(f"report: {out / 'report.md'} and {out / 'report.html'}")
 
 
+def _cmd_probe(a) -> None:
+    from .analyse.probe import probe
+    from .api import load
+
+    r = probe(load(a.config, a.overrides), run_dir=a.run, out_dir=a.out)
+    for model, block in r["models"].items():
+        for name, m in block["metrics"].items():
+            print(f"{model:>8} {name:<24} probe acc {m['probe_accuracy']:.3f} ± {m['probe_accuracy_std']:.3f}  "
+                  f"centroid dist {m['centroid_cosine_distance']:.4f}  silhouette {m['silhouette']:.3f}")
+    print(f"layer {r['layer']}/{r['n_layers']}, {r['pooling']} pooling, {r['seconds']} s")
+
+
+def _cmd_anchor_draft(a) -> None:
+    from pathlib import Path
+
+    from .anchor.draft import draft_anchors, write_anchor_file
+    from .api import load
+
+    cfg = load(a.config, a.overrides)
+    anchors = draft_anchors(cfg, k=a.k, n=a.n, model_ref=a.model, max_new_tokens=a.max_new_tokens, seed=a.seed)
+    out = write_anchor_file(a.out or Path(cfg.output.dir) / "anchors" / "anchors.txt", anchors)
+    print("\n".join(f"- {x}" for x in anchors))
+    print(f"wrote {out}: edit it, then `tellkit anchor rank {a.config} --anchors {out}`")
+
+
+def _cmd_anchor_rank(a) -> None:
+    from pathlib import Path
+
+    from .anchor.draft import read_anchor_file
+    from .anchor.rank import rank_anchors
+    from .api import load
+
+    cfg = load(a.config, a.overrides)
+    ranked = rank_anchors(cfg, read_anchor_file(a.anchors), out_dir=a.out)
+    for r in ranked:
+        print(f"{r['rank']:>3}. acc {r['probe_accuracy']:.3f}  dist {r['centroid_cosine_distance']:.4f}  "
+              f"sil {r['silhouette']:.3f}  {r['anchor']}")
+    print(f"wrote {Path(a.out or Path(cfg.output.dir) / 'anchors') / 'anchors_ranked.json'} (+ .md/.html)")
+
+
 def _cmd_report(a) -> None:
     from .report.run_report import write_run_report
 
@@ -155,6 +195,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="ratio x task-scale x method x seed grid (resumable) with curves")
     _config_args(p)
     p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("probe", help="hidden-state separation of task(+anchor) vs general queries (+ t-SNE)")
+    _config_args(p)
+    p.add_argument("--run", help="a finished run folder: also probe its adapter (merged)")
+    p.add_argument("--out", help="output folder (default: <output.dir>/probe)")
+    p.set_defaults(func=_cmd_probe)
+
+    p = sub.add_parser("anchor", help="draft and rank anchor prompts")
+    asub = p.add_subparsers(dest="anchor_command", required=True)
+    d = asub.add_parser("draft", help="draft anchor candidates with a model (+ one template candidate)")
+    _config_args(d)
+    d.add_argument("--n", type=int, default=5, help="sampled candidates")
+    d.add_argument("--k", type=int, default=4, help="task examples shown to the model")
+    d.add_argument("--model", help="drafting model (alias or local folder; default: model.name)")
+    d.add_argument("--max-new-tokens", type=int, default=48)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--out", help="anchor file (default: <output.dir>/anchors/anchors.txt)")
+    d.set_defaults(func=_cmd_anchor_draft)
+    r = asub.add_parser("rank", help="rank anchor candidates by base-model separation from general queries")
+    _config_args(r)
+    r.add_argument("--anchors", required=True, help="anchor file, one per line ('#' = comment)")
+    r.add_argument("--out", help="output folder (default: <output.dir>/anchors)")
+    r.set_defaults(func=_cmd_anchor_rank)
 
     p = sub.add_parser("report", help="(re)write report.md/report.html for a run folder")
     p.add_argument("run_dir")

@@ -133,9 +133,10 @@ class RunDir:
 def checkpoint_complete(folder: str | Path) -> bool:
     """True when an HF Trainer checkpoint was fully written.
 
-    The Trainer writes weights, optimizer, scheduler and RNG state first and
+    The Trainer writes the weights, optimizer, scheduler and RNG state first and
     trainer_state.json last, none of them atomically: a checkpoint killed
-    mid-write lacks a readable trainer_state.json (or a file before it).
+    mid-write has no trainer_state.json, or a torn one. (Only the state file is
+    inspected, so the check holds for every weight/optimizer layout.)
     """
     folder = Path(folder)
     m = _CHECKPOINT.match(folder.name)
@@ -143,12 +144,7 @@ def checkpoint_complete(folder: str | Path) -> bool:
         state = json.loads((folder / "trainer_state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    if not m or not isinstance(state, dict) or state.get("global_step") != int(m.group(1)):
-        return False
-    weights = ("adapter_model.safetensors", "model.safetensors", "adapter_model.bin", "pytorch_model.bin")
-    has_weights = any((folder / w).is_file() and (folder / w).stat().st_size > 0 for w in weights)
-    return has_weights and all((folder / f).is_file() and (folder / f).stat().st_size > 0
-                               for f in ("optimizer.pt", "scheduler.pt"))
+    return bool(m) and isinstance(state, dict) and state.get("global_step") == int(m.group(1))
 
 
 def last_checkpoint(checkpoints: str | Path, *, prune: bool = False) -> str | None:

@@ -24,7 +24,32 @@ from tellkit.errors import TellkitError
 from tellkit.rundir import RunDir, checkpoint_complete, last_checkpoint
 from tellkit.train.callbacks import LossLog
 
-from test_validate import user_error, visible_lines
+
+def visible_lines(err: str) -> list[str]:
+    """What a terminal shows: progress bars redraw with \\r and vanish (tqdm leave=False)."""
+    return [seg for line in err.split("\n") if (seg := line.rsplit("\r", 1)[-1].strip())]
+
+
+def user_error(argv: list[str], capsys, *expected: str) -> str:
+    """Run the CLI, require exit 2 and exactly one `error:` line containing every `expected` text."""
+    rc = main(argv)
+    err = capsys.readouterr().err
+    lines = visible_lines(err)
+    assert rc == 2, err
+    assert "Traceback" not in err
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    for text in expected:
+        assert text in lines[0], (text, lines[0])
+    return lines[0]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The tiny model trains fastest on one thread (results are bit-identical either way)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def steps_of(folder: Path) -> list[int]:
@@ -53,7 +78,7 @@ def test_nan_loss_stops_training_keeps_last_good_checkpoint_and_marks_run_failed
     lines = visible_lines(capsys.readouterr().err)
     run = config_file.parent / "run"
     assert rc == 2
-    assert lines[-1].startswith("error: training loss became NaN/inf at step 4;")
+    assert lines[-1].startswith("error: training loss became NaN/inf at step 4")
     assert "train.lr" in lines[-1] and "checkpoint-2" in lines[-1]
 
     assert steps_of(run) == [2]  # nothing saved at or after the bad step
@@ -248,7 +273,9 @@ def test_no_config_value_reaches_a_shell():
                     offenders.append(f"{path}:{node.lineno} imports a process module")
             elif isinstance(node, ast.Call):
                 f = node.func
-                if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and (f.value.id, f.attr) in SHELL_CALLS:
+                named = isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)
+                target = (f.value.id, f.attr) if named else None
+                if target in SHELL_CALLS:
                     offenders.append(f"{path}:{node.lineno} calls {f.value.id}.{f.attr}")
                 if isinstance(f, ast.Name) and f.id in ("eval", "exec"):
                     offenders.append(f"{path}:{node.lineno} calls {f.id}()")

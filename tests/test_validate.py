@@ -13,7 +13,6 @@ import shutil
 import pytest
 import yaml
 
-from conftest import task_rows, write_jsonl
 from tellkit.cli import main
 from tellkit.config import load_config
 from tellkit.errors import DataError
@@ -36,6 +35,14 @@ def user_error(argv: list[str], capsys, *expected: str) -> str:
     for text in expected:
         assert text in lines[0], (text, lines[0])
     return lines[0]
+
+
+def read_jsonl(path) -> list:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def write_jsonl(path, rows: list) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
 
 
 def validate(config_file, *overrides: str) -> list[str]:
@@ -83,19 +90,19 @@ def test_malformed_json_array_names_file_and_line(config_file, data_dir, capsys)
 
 
 def test_line_that_is_not_an_object(config_file, data_dir, capsys):
-    write_jsonl(data_dir / "task.jsonl", task_rows(3) + ["just a string"])
+    write_jsonl(data_dir / "task.jsonl", read_jsonl(data_dir / "task.jsonl")[:3] + ["just a string"])
     user_error(validate(config_file), capsys, "task.jsonl:4:", "expected a JSON object")
 
 
 def test_missing_field_names_file_line_and_field(config_file, data_dir, capsys):
-    rows = task_rows(5)
+    rows = read_jsonl(data_dir / "task.jsonl")
     del rows[1]["completion"]
     write_jsonl(data_dir / "task.jsonl", rows)
     user_error(validate(config_file), capsys, "task.jsonl:2:", "completion", "columns:")
 
 
 def test_wrong_field_type(config_file, data_dir, capsys):
-    rows = task_rows(5)
+    rows = read_jsonl(data_dir / "task.jsonl")
     rows[3]["completion"] = 42
     write_jsonl(data_dir / "task.jsonl", rows)
     user_error(validate(config_file), capsys, "task.jsonl:4:", "'completion' must be text, got int")
@@ -125,6 +132,13 @@ def test_non_utf8_data(config_file, data_dir, capsys):
     with open(data_dir / "task.jsonl", "ab") as f:
         f.write('{"prompt": "caf\u00e9", "completion": "x"}\n'.encode("latin-1"))
     user_error(validate(config_file), capsys, "task.jsonl:25:", "UTF-8")
+
+
+def test_utf8_bom_is_accepted(config_file, data_dir, capsys):
+    text = (data_dir / "task.jsonl").read_text(encoding="utf-8")
+    (data_dir / "task.jsonl").write_text("\ufeff" + text, encoding="utf-8")  # as Windows editors save it
+    assert main(validate(config_file)) == 0
+    assert '"task_records": 24' in capsys.readouterr().out
 
 
 def test_bad_test_file_is_caught_before_training(config_file, data_dir, capsys):

@@ -25,6 +25,8 @@ trained adapter. The choices, where the paper is silent:
   In a causal LM it is the only position that has attended to the whole prompt,
   anchor included, and it is the state the first answer token is predicted
   from. ``mean``: the mean over all real prompt tokens (padding masked out).
+* Cost: the forward pass stops after the probed block (a forward hook), so the
+  default middle layer costs about half a forward pass per query.
 * Batching: right padding with an attention mask. Under causal attention a real
   token never attends to the padding after it, so padding cannot change the
   pooled vector; prompts are sorted by length to keep padding small.
@@ -138,11 +140,7 @@ def hidden_states(model, tokenizer, prompts: list[str], layer: int, pooling: str
                 mask = enc["attention_mask"]
                 if bool((mask.sum(1) == 0).any()):
                     raise TellkitError("a probe prompt tokenizes to nothing; check the data and chat template")
-                states = model(**enc, output_hidden_states=True, use_cache=False).hidden_states
-                if not 0 <= layer < len(states):
-                    raise ConfigError(f"layer index {layer} is out of range: the model returns {len(states)} "
-                                      "hidden states (0 = embeddings)")
-                h = states[layer].float()
+                h = _layer_output(model, enc, layer).float()
                 if pooling == "last":
                     last = mask.sum(1) - 1
                     pooled = h[torch.arange(h.shape[0], device=h.device), last]
@@ -155,6 +153,53 @@ def hidden_states(model, tokenizer, prompts: list[str], layer: int, pooling: str
         tokenizer.padding_side = side
         model.train(was_training)
     return np.stack(out).astype(np.float32)
+
+
+class _Stop(Exception):
+    """Raised by a forward hook once the probed layer has run: the blocks above it are never computed."""
+
+
+def _decoder_layers(model):
+    """The ModuleList of decoder blocks (Llama/Mistral/Qwen/...: model.layers; GPT-2 style: transformer.h)."""
+    import torch
+
+    for owner in (getattr(model, "model", None), getattr(model, "transformer", None)):
+        for name in ("layers", "h"):
+            blocks = getattr(owner, name, None)
+            if isinstance(blocks, torch.nn.ModuleList):
+                return blocks
+    return None
+
+
+def _layer_output(model, enc, layer: int):
+    """hidden_states[layer] for one batch, stopping the forward pass after block `layer` when possible.
+
+    A middle layer then costs about half a forward pass. The embeddings (0), the
+    last index (final norm applied) and unknown architectures take the plain
+    output_hidden_states path; tests check both paths agree.
+    """
+    n_layers = num_layers(model)
+    blocks = _decoder_layers(model) if 0 < layer < n_layers else None
+    if blocks is None or len(blocks) != n_layers:
+        states = model(**enc, output_hidden_states=True, use_cache=False).hidden_states
+        if not 0 <= layer < len(states):
+            raise ConfigError(f"layer index {layer} is out of range: the model returns {len(states)} "
+                              "hidden states (0 = embeddings)")
+        return states[layer]
+    captured = {}
+
+    def hook(module, args, output):
+        captured["h"] = output[0] if isinstance(output, tuple) else output
+        raise _Stop
+
+    handle = blocks[layer - 1].register_forward_hook(hook)
+    try:
+        model(**enc, use_cache=False)
+    except _Stop:
+        pass
+    finally:
+        handle.remove()
+    return captured["h"]
 
 
 # --------------------------------------------------------------------------- queries

@@ -84,7 +84,7 @@ def _read_jsonl(path: Path) -> Iterator[Record]:
         for lineno, raw in enumerate(f, 1):
             where = f"{path}:{lineno}"
             try:
-                line = raw.decode("utf-8")
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")  # tolerate a BOM (Windows editors)
             except UnicodeDecodeError as e:
                 raise DataError(f"{where}: not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8") from None
             if not line.strip():
@@ -100,12 +100,12 @@ def _read_jsonl(path: Path) -> Iterator[Record]:
 
 def _read_json(path: Path) -> Iterator[Record]:
     with open(path, "rb") as f:
-        head = f.read(4096).lstrip()
+        head = f.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
     if head.startswith(b"{"):  # JSON Lines saved with a .json suffix (common for HF exports)
         yield from _read_jsonl(path)
         return
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8") from None
     except json.JSONDecodeError as e:
@@ -134,7 +134,7 @@ def _read_parquet(path: Path) -> Iterator[Record]:
 
 def _read_csv(path: Path) -> Iterator[Record]:
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             for i, record in enumerate(csv.DictReader(f)):
                 yield f"{path}:{i + 2}", dict(record)  # +2: header line, 1-based
     except UnicodeDecodeError as e:

@@ -656,6 +656,24 @@ def _first_line(e: BaseException) -> str:
     return text[0] if text else type(e).__name__
 
 
+def load_tokenizer(ref: Path | str, *, trust_remote_code: bool = False) -> Any:
+    """The tokenizer alone (data preparation needs no weights): chat template required, pad token ensured."""
+    from transformers import AutoTokenizer
+
+    src = str(ref)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as e:
+        raise ModelError(f"cannot load the tokenizer of {src}: {_first_line(e)}") from e
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelError(
+            f"tokenizer of {src} has no chat template; use an instruct/chat model, or set chat_template "
+            "in its tokenizer_config.json (or chat_template.jinja)"
+        )
+    _ensure_pad_token(tokenizer)
+    return tokenizer
+
+
 def load_model_and_tokenizer(
     ref: Path | str,
     *,
@@ -669,23 +687,13 @@ def load_model_and_tokenizer(
     explicitly. The tokenizer must have a chat template; it gets a pad token
     from its own vocabulary if it has none. ``padding_side`` is left as is.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     if isinstance(ref, str) and alias_key(ref) is not None:
         ref = resolve_model(ref, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
     torch_dtype = resolve_dtype(dtype)
     src = str(ref)
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError) as e:
-        raise ModelError(f"cannot load the tokenizer of {src}: {_first_line(e)}") from e
-    if not getattr(tokenizer, "chat_template", None):
-        raise ModelError(
-            f"tokenizer of {src} has no chat template; use an instruct/chat model, or set chat_template "
-            "in its tokenizer_config.json (or chat_template.jinja)"
-        )
-    _ensure_pad_token(tokenizer)
+    tokenizer = load_tokenizer(src, trust_remote_code=trust_remote_code)
 
     try:
         model = AutoModelForCausalLM.from_pretrained(

@@ -43,7 +43,9 @@ def use_bf16(setting) -> bool:
         return bool(setting)
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
-    return bool(getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")().startswith("AVX512"))
+    # Native bf16 only (AVX512_BF16 / AMX): there bf16 autocast trains ~10x faster than fp32
+    # (benchmarks/bench_matmul.py); plain AVX512 would emulate it, slower than fp32.
+    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
 
 
 def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path) -> dict:
@@ -102,8 +104,7 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path) -> dict:
         raise TellkitError(f"training loss became NaN/inf at step {loss_log.bad_step}; lower train.lr "
                            f"(now {t.lr:g}); last good checkpoint: {last or 'none yet'}")
 
-    if trainer.is_world_process_zero():
-        _save_adapter(model, tokenizer, out / "adapter")
+    _save_adapter(trainer, tokenizer, out / "adapter")
     done_steps = trainer.state.global_step - (int(resume.rsplit("-", 1)[-1]) if resume else 0)
     trained_tokens = int(tokens_per_step[trainer.state.global_step - done_steps: trainer.state.global_step].sum())
     return {
@@ -134,11 +135,16 @@ def _previous_losses(path: Path, upto: int) -> list[dict]:
     return [r for r in json.loads(path.read_text(encoding="utf-8")) if r["step"] <= upto]
 
 
-def _save_adapter(model, tokenizer, dest: Path) -> None:
-    """Write the PEFT adapter (safetensors) + tokenizer to a temp folder, then swap it in."""
+def _save_adapter(trainer: Trainer, tokenizer, dest: Path) -> None:
+    """Write the PEFT adapter (safetensors) + tokenizer to a temp folder, then swap it in. Every rank
+    calls this: under FSDP / DeepSpeed ZeRO-3 save_model gathers the shards; only rank 0 writes."""
     tmp = dest.with_name(dest.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    tokenizer.save_pretrained(str(tmp))
-    shutil.rmtree(dest, ignore_errors=True)
-    os.replace(tmp, dest)
+    main = trainer.is_world_process_zero()
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    if main:
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle the Trainer adds; adapters hold none
+        tokenizer.save_pretrained(str(tmp))
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(tmp, dest)

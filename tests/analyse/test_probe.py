@@ -126,3 +126,33 @@ def test_probe_refuses_an_unfinished_run(config_file, tmp_path):
     (tmp_path / "fake" / "run.json").write_text(json.dumps({"status": "running"}))
     with pytest.raises(TellkitError, match="running"):
         probe(load(config_file), run_dir=tmp_path / "fake")
+
+
+@pytest.mark.parametrize("layer", [0, 1, 2])
+def test_early_exit_matches_output_hidden_states(model_tok, layer):
+    import torch
+
+    from tellkit.analyse.probe import _decoder_layers
+
+    model, tok = model_tok
+    assert len(_decoder_layers(model)) == 2  # layer 1 takes the early-exit path, 0 and 2 the plain one
+    prompts = _rendered(tok, PROMPTS)
+    got = hidden_states(model, tok, prompts, layer=layer, pooling="mean", batch_size=4)
+    tok.padding_side = "right"
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        h = model(**enc, output_hidden_states=True).hidden_states[layer]
+    m = enc["attention_mask"].unsqueeze(-1).float()
+    np.testing.assert_allclose(got, ((h * m).sum(1) / m.sum(1)).numpy(), atol=1e-5)
+
+
+def test_cli_probe_and_anchor_commands(config_file, tmp_path, capsys):
+    from tellkit.cli import main
+
+    assert main(["probe", str(config_file), "probe.n_queries=6", "--out", str(tmp_path / "p")]) == 0
+    assert "probe acc" in capsys.readouterr().out and (tmp_path / "p" / "probe.json").exists()
+    anchors = tmp_path / "anchors.txt"
+    assert main(["anchor", "draft", str(config_file), "--n", "2", "--max-new-tokens", "8", "--out", str(anchors)]) == 0
+    assert main(["anchor", "rank", str(config_file), "probe.n_queries=6", "--anchors", str(anchors),
+                 "--out", str(tmp_path / "r")]) == 0
+    assert "1. acc" in capsys.readouterr().out

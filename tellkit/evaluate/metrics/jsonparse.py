@@ -55,14 +55,9 @@ def parse_lenient(text: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def first_object_span(text: str) -> str | None:
-    """The first balanced ``{...}`` substring, counting braces only outside JSON strings."""
-    start = text.find("{")
-    if start < 0:
-        return None
-    depth = 0
-    in_string = False
-    escaped = False
+def _structural(text: str, start: int = 0):
+    """Yield (index, char, outside_string) so callers see braces and commas only outside JSON strings."""
+    in_string = escaped = False
     for i in range(start, len(text)):
         ch = text[i]
         if in_string:
@@ -72,12 +67,21 @@ def first_object_span(text: str) -> str | None:
                 escaped = True
             elif ch == '"':
                 in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
+            yield i, ch, False
+        else:
+            in_string = ch == '"'
+            yield i, ch, not in_string
+
+
+def first_object_span(text: str) -> str | None:
+    """The first balanced ``{...}`` substring, counting braces only outside JSON strings."""
+    start = text.find("{")
+    if start < 0:
+        return None
+    depth = 0
+    for i, ch, outside in _structural(text, start):
+        if outside and ch in "{}":
+            depth += 1 if ch == "{" else -1
             if depth == 0:
                 return text[start : i + 1]
     return None
@@ -86,23 +90,8 @@ def first_object_span(text: str) -> str | None:
 def remove_trailing_commas(text: str) -> str:
     """Drop commas that are followed (after whitespace) by ``}`` or ``]``, outside strings."""
     out: list[str] = []
-    in_string = False
-    escaped = False
-    for i, ch in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch == ",":
-            j = i + 1
-            while j < len(text) and text[j].isspace():
-                j += 1
-            if j < len(text) and text[j] in "}]":
-                continue
+    for i, ch, outside in _structural(text):
+        if outside and ch == "," and text[i + 1:].lstrip()[:1] in ("}", "]"):
+            continue
         out.append(ch)
     return "".join(out)
