@@ -81,7 +81,7 @@ def mix(cfg: Config, out_dir: Path | None = None, *, prepared: Prepared | None =
 
 
 def train(cfg: Config, *, overwrite: bool = False, prepared: Prepared | None = None,
-          match_tokens: int | None = None) -> Path:
+          match_tokens: int | None = None, resume: bool = False) -> Path:
     """mix + LoRA training into cfg.output.dir; resumes an interrupted run in the same folder."""
     from .train.trainer import train_mixture  # torch-heavy import only when training
 
@@ -90,10 +90,16 @@ def train(cfg: Config, *, overwrite: bool = False, prepared: Prepared | None = N
     # Under torchrun / accelerate launch every rank runs this; only global rank 0 writes the run
     # folder (claiming it, the mixture files, run.json), so ranks never race on it.
     main = int(os.environ.get("RANK", "0")) == 0
-    resuming = run.begin(cfg, overwrite=overwrite) if main else False
+    if main:
+        run.check(cfg, overwrite=overwrite)  # the folder is usable (writes nothing)
+    # model reference, anchor, every data line and the ratio are checked before the folder is claimed,
+    # so a user error never leaves a failed run behind
+    p = prepared or prepare(cfg)
+    mixture = mix(cfg, None, prepared=p, match_tokens=match_tokens)
+    resuming = run.begin(cfg, overwrite=overwrite, resume=resume) if main else False
     try:
-        p = prepared or prepare(cfg)
-        mixture = mix(cfg, out if main else None, prepared=p, match_tokens=match_tokens)
+        if main:
+            mixture.write(out)
         stats = train_mixture(cfg, p.model_ref, mixture, out)
     except BaseException as e:
         if main:
@@ -106,15 +112,18 @@ def train(cfg: Config, *, overwrite: bool = False, prepared: Prepared | None = N
     return out
 
 
-def run(cfg: Config, *, overwrite: bool = False) -> Path:
+def run(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Path:
     """The whole pipeline for one config: mix, train, evaluate (when a test set is given), report."""
     from .evaluate.runner import evaluate_run
     from .report.run_report import write_run_report
+    from .validate import validate
 
     state = RunDir(cfg.output.dir).state()
     done = (not overwrite and state is not None and state.get("status") == "complete"
             and state.get("training_hash") == training_hash(cfg))  # finished: just (re)evaluate and report
-    out = Path(cfg.output.dir) if done else train(cfg, overwrite=overwrite)
+    if not done:  # test split, metric names, data, model, ratio: all before any training
+        validate(cfg, overwrite=overwrite)
+    out = Path(cfg.output.dir) if done else train(cfg, overwrite=overwrite, resume=resume)
     if cfg.task.test_path:
         evaluate_run(out, cfg=cfg)
     write_run_report(out)

@@ -49,7 +49,7 @@ def _cmd_train(a) -> None:
     from .api import load, run, train
 
     cfg = load(a.config, a.overrides)
-    out = (run if a.command == "run" else train)(cfg, overwrite=a.overwrite)
+    out = (run if a.command == "run" else train)(cfg, overwrite=a.overwrite, resume=a.resume)
     print(f"adapter: {out / 'adapter'}")
     print(f"mixture report: {out / 'mixture.json'}")
     print(f"run record: {out / 'run.json'}")

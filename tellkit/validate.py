@@ -18,8 +18,10 @@ from .errors import ConfigError
 from .rundir import RunDir
 
 
-def validate(cfg: Config, *, overwrite: bool = False) -> dict:
-    """Config, anchor, output folder, eval files, model reference, every data line, ratio. Returns a summary."""
+def validate(cfg: Config, *, overwrite: bool = False, check_output: bool = True) -> dict:
+    """Config, anchor, output folder, eval files, model reference, every data line, ratio. Returns a summary.
+
+    compare/sweep pass check_output=False: their output.dir holds many cells, not one run."""
     summary: dict = {}
     method = cfg.mix.method
     anchor = anchor_text(cfg.anchor)  # empty anchor, missing or non-UTF-8 anchor.file
@@ -29,11 +31,12 @@ def validate(cfg: Config, *, overwrite: bool = False) -> dict:
         raise ConfigError("mix.method=sft-matched copies a tell run's token count, so it only runs inside "
                           "`tellkit compare` (compare.methods); use tell, sft, sft+anchor or general-only here")
 
-    state = RunDir(cfg.output.dir).check(cfg, overwrite=overwrite)  # another run / not a run folder / a file
-    summary["output"] = (f"{cfg.output.dir}: new run" if state is None else
-                         f"{cfg.output.dir} holds this run ({state.get('status')}): "
-                         + ("it will be re-evaluated, not retrained" if state.get("status") == "complete"
-                            else "training resumes from its last checkpoint"))
+    if check_output:
+        state = RunDir(cfg.output.dir).check(cfg, overwrite=overwrite)  # another run / not a run / a file
+        summary["output"] = (f"{cfg.output.dir}: new run" if state is None else
+                             f"{cfg.output.dir} holds this run ({state.get('status')}): "
+                             + ("it will be re-evaluated, not retrained" if state.get("status") == "complete"
+                                else "training resumes from its last checkpoint"))
 
     if cfg.task.test_path:
         _check_metrics(cfg)

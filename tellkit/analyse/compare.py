@@ -26,6 +26,7 @@ from ..evaluate.bootstrap import difference_ci, mean_ci_over_seeds
 from ..evaluate.runner import evaluate_base, evaluate_run
 from ..io import write_json_atomic
 from ..rundir import RunDir
+from ..validate import validate
 
 MATCHED = {"sft-matched": "same training tokens and steps as tell (task data repeated)",
            "general-only": "same general tokens as tell, no task data"}
@@ -82,6 +83,7 @@ def cost(state: dict) -> dict:
 
 def compare(cfg: Config, out: Path | None = None) -> dict:
     out = Path(out or cfg.output.dir)
+    validate(cfg, check_output=False)  # fail on bad data/metrics/model/ratio before any cell trains
     prepared = prepare(cfg)
     methods = list(cfg.compare.methods)
     cells: list[dict] = []

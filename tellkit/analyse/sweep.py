@@ -22,6 +22,7 @@ from ..api import prepare
 from ..config import Config
 from ..evaluate.bootstrap import mean_ci_over_seeds
 from ..io import write_json_atomic, write_text_atomic
+from ..validate import validate
 from .compare import assumptions, cell_config, matched_cell, run_cell
 
 RATIO_FREE = ("sft", "sft+anchor")
@@ -55,6 +56,7 @@ def sweep(cfg: Config, out: Path | None = None) -> dict:
 
         raise ConfigError("sweep.methods has sft-matched but not tell: sft-matched copies tell's compute")
     start = time.perf_counter()
+    validate(cfg, check_output=False)  # fail on bad data/metrics/model/ratio before any cell trains
     prepared = prepare(cfg)
     results, tells = [], {}
     for cell in grid(cfg):

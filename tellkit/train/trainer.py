@@ -22,12 +22,12 @@ from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model
 from torch.utils.data import SequentialSampler
 from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..config import Config
 from ..errors import TellkitError
 from ..mix import Mixture
 from ..models.resolve import load_model_and_tokenizer
+from ..rundir import last_checkpoint
 from .callbacks import LossLog, Progress
 from .collate import Rows, collate_packed, collate_padded
 from .packing import efficiency, pack
@@ -87,10 +87,11 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path) -> dict:
         seed=t.seed, data_seed=t.seed, bf16=use_bf16(t.bf16), use_cpu=not torch.cuda.is_available(),
         report_to="none", disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient; skips a graph walk per step
+        logging_nan_inf_filter=False,  # a NaN/inf step loss must reach the NaN guard, not be averaged away
     )
     loss_log = LossLog(out / "loss_log.json", tokens_per_step)
     with args.main_process_first(local=False):  # ranks > 0 look for checkpoints after rank 0 claimed `out`
-        resume = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+        resume = last_checkpoint(ckpt_dir)  # newest *complete* one: a kill can tear a checkpoint mid-write
     if resume:
         loss_log.records = _previous_losses(out / "loss_log.json", int(resume.rsplit("-", 1)[-1]))
     trainer = MixtureTrainer(model=model, args=args, train_dataset=rows, data_collator=collate,
@@ -100,8 +101,9 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path) -> dict:
     trainer.train(resume_from_checkpoint=resume)
     wall = time.perf_counter() - start
     if loss_log.bad_step is not None:
-        last = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
-        raise TellkitError(f"training loss became NaN/inf at step {loss_log.bad_step}; lower train.lr "
+        last = last_checkpoint(ckpt_dir)
+        raise TellkitError(f"training loss became NaN/inf at step {loss_log.bad_step} ({loss_log.bad_reason}); "
+                           "lower train.lr "
                            f"(now {t.lr:g}); last good checkpoint: {last or 'none yet'}")
 
     _save_adapter(trainer, tokenizer, out / "adapter")
