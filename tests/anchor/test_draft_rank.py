@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import general_rows, write_jsonl
+from datahelpers import general_rows, write_jsonl
 
 from tellkit.anchor.draft import (FILE_HEADER, clean_candidate, dedupe, draft_anchors, read_anchor_file,
                                   template_anchor, write_anchor_file)

@@ -1,0 +1,33 @@
+"""Small synthetic data sets for tests (importable as `datahelpers`: tests/ is on sys.path via conftest)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def task_rows(n: int, seed: int = 0) -> list[dict]:
+    """A learnable toy task: map a colour word to a fixed JSON answer."""
+    rng = random.Random(seed)
+    colours = ["red", "green", "blue", "yellow"]
+    rows = []
+    for i in range(n):
+        c = rng.choice(colours)
+        rows.append({"id": f"t{i}", "prompt": f"Which colour is named here: {c} {i}?",
+                     "completion": json.dumps({"colour": c})})
+    return rows
+
+
+def general_rows(n: int, seed: int = 1) -> list[dict]:
+    rng = random.Random(seed)
+    words = "the quick brown fox jumps over lazy dog and runs far away into green fields".split()
+    return [{"id": f"g{i}", "instruction": "Write a short sentence about " + rng.choice(words) + ".",
+             "input": "", "output": " ".join(rng.choice(words) for _ in range(rng.randint(5, 40)))}
+            for i in range(n)]
