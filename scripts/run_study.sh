@@ -14,11 +14,13 @@ if [ ! -f examples/runs/quickstart/report.md ]; then
   /usr/bin/time -f "quickstart wall %e s, peak RSS %M KiB" $TK run examples/quickstart.yaml --overwrite 2>&1 | quiet
 fi
 
-ORDERS="task.token_budget=1000 mix.ratio=5 eval.limit=40 eval.max_new_tokens=64 train.lr=5e-4 train.epochs=2"
+# Small packed batches: with packing a step holds batch_size x max_length tokens, so a tiny task
+# budget needs small batches to get more than a handful of optimizer steps.
+ORDERS="task.token_budget=1000 mix.ratio=5 eval.limit=40 eval.max_new_tokens=64 train.lr=5e-4 train.epochs=2 train.batch_size=1"
 step orders compare
 $TK compare examples/orders.yaml $ORDERS compare.seeds=[0,1] output.dir=runs/study/orders-compare 2>&1 | quiet
 
-HALU="task.token_budget=1000 mix.ratio=5 eval.limit=10 eval.max_new_tokens=80 train.max_length=768 train.batch_size=4"
+HALU="task.token_budget=1000 mix.ratio=5 eval.limit=10 eval.max_new_tokens=80 train.max_length=768 train.batch_size=1"
 step halu compare
 $TK compare examples/halu-cot-json.yaml $HALU compare.seeds=[0,1] output.dir=runs/study/halu-compare 2>&1 | quiet
 
