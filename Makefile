@@ -22,7 +22,7 @@ demo: setup
 	$(VENV)/bin/tellkit run examples/quickstart.yaml --overwrite
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -q
 
 test-slow: setup
 	$(PY) -m pytest -m slow
