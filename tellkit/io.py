@@ -64,3 +64,16 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
     """Atomically write `obj` as indented UTF-8 JSON with a trailing newline."""
     text = json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
     return write_text_atomic(path, text)
+
+
+def read_user_text(path: str | os.PathLike[str], what: str) -> str:
+    """A user-supplied UTF-8 text file; `what` names it in the error (e.g. "anchor.file='a.txt'")."""
+    from .errors import ConfigError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what}: file not found")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what}: not UTF-8 text") from None

@@ -31,3 +31,23 @@ def general_rows(n: int, seed: int = 1) -> list[dict]:
     return [{"id": f"g{i}", "instruction": "Write a short sentence about " + rng.choice(words) + ".",
              "input": "", "output": " ".join(rng.choice(words) for _ in range(rng.randint(5, 40)))}
             for i in range(n)]
+
+
+def visible_lines(err: str) -> list[str]:
+    """What a terminal shows: progress bars redraw with \\r and vanish (tqdm leave=False)."""
+    return [seg for line in err.split("\n") if (seg := line.rsplit("\r", 1)[-1].strip())]
+
+
+def user_error(argv: list[str], capsys, *expected: str) -> str:
+    """Run the CLI, require exit 2 and exactly one `error:` line containing every `expected` text."""
+    from tellkit.cli import main
+
+    rc = main(argv)
+    err = capsys.readouterr().err
+    lines = visible_lines(err)
+    assert rc == 2, err
+    assert "Traceback" not in err
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    for text in expected:
+        assert text in lines[0], (text, lines[0])
+    return lines[0]

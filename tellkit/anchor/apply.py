@@ -7,22 +7,15 @@ It goes in front of the first user turn (default) or in a system message.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..config.schema import AnchorConfig
 from ..errors import ConfigError
+from ..io import read_user_text
 
 
 def anchor_text(cfg: AnchorConfig) -> str | None:
     """The anchor from `anchor.text` or `anchor.file`; None when no anchor is configured."""
     if cfg.file is not None:
-        path = Path(cfg.file)
-        if not path.is_file():
-            raise ConfigError(f"anchor.file={cfg.file!r}: file not found")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise ConfigError(f"anchor.file={cfg.file!r}: not UTF-8 text") from None
+        text = read_user_text(cfg.file, f"anchor.file={cfg.file!r}")
     else:
         text = cfg.text
     if text is None:

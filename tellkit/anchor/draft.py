@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import ConfigError, TellkitError
-from ..io import write_text_atomic
+from ..io import read_user_text, write_text_atomic
 
 TEMPERATURE = 0.8
 MAX_ANCHOR_CHARS = 300
@@ -189,13 +189,7 @@ def write_anchor_file(path: str | Path, anchors: list[str]) -> Path:
 
 def read_anchor_file(path: str | Path) -> list[str]:
     """The anchors in a file written by `write_anchor_file` (blank and '#' lines skipped, repeats dropped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"anchor file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text") from None
+    text = read_user_text(path, f"anchor file {path}")
     anchors = list(dict.fromkeys(s for line in text.splitlines() if (s := line.strip()) and not s.startswith("#")))
     if not anchors:
         raise ConfigError(f"{path} holds no anchors (one per line; lines starting with # are comments)")

@@ -46,7 +46,7 @@ def outcome_lines(result: dict, scores: list[str]) -> list[str]:
 def write_compare_report(result: dict, cfg, out: Path) -> tuple[Path, Path]:
     summary, methods = result["summary"], result["methods"]
     scores = headline_scores(summary)
-    md = [f"# TELL vs baselines — {Path(cfg.task.path).name}", "",
+    md = [f"# TELL vs baselines — {Path(cfg.task.path).parent.name}/{Path(cfg.task.path).name}", "",
           f"Model `{cfg.model.name}`, seeds {result['seeds']}, ratio {cfg.mix.ratio:g} (tokens), "
           f"task token budget {cfg.task.token_budget or 'all'}. Mean over seeds with 95% t-intervals.", "",
           "## Outcome", *(outcome_lines(result, scores) or ["- (no TELL/SFT pair to compare)"]), "",

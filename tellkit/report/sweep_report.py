@@ -11,7 +11,7 @@ from .plots import plot_ratio_curves, plot_scale_curves
 
 def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple[Path, Path]:
     score, curves = summary["primary_score"], summary["curves"]
-    md = [f"# TELL sweep — {Path(cfg.task.path).name}", "",
+    md = [f"# TELL sweep — {Path(cfg.task.path).parent.name}/{Path(cfg.task.path).name}", "",
           f"{summary['cells']} cells, primary score **{score}**, seeds {cfg.sweep.seeds}. "
           f"Sweep wall time {summary['total_seconds']} s (sum of the cells' training time "
           f"{summary['sum_of_cell_seconds']} s; data were tokenized once).", ""]
