@@ -60,7 +60,13 @@ def _source_files(source: str) -> list[Path]:
 def tokenizer_fingerprint(tokenizer) -> str:
     h = hashlib.sha256()
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    h.update((backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))).encode())
+    if backend is not None:
+        # Truncation/padding are call-time state (encode(truncation=True) leaves them set), not identity.
+        spec = json.loads(backend.to_str())
+        spec["truncation"] = spec["padding"] = None
+        h.update(json.dumps(spec, sort_keys=True).encode())
+    else:
+        h.update(repr(sorted(tokenizer.get_vocab().items())).encode())
     h.update(str(tokenizer.chat_template).encode())
     return h.hexdigest()
 

@@ -66,3 +66,15 @@ def test_impossible_ratio_says_how_many_tokens_are_missing(config_file, tmp_path
     r = run_mix(config_file, tmp_path, "mix.ratio=500", "mix.allow_general_repeats=true").report
     assert r["general_repeat_factor"] > 1
     assert abs(r["achieved_ratio"] - 500) <= 5
+
+
+def test_second_run_hits_the_tokenization_cache(config_file, tmp_path):
+    from tellkit.api import prepare
+
+    cfg = load(config_file)
+    first = prepare(cfg)
+    mix(cfg, prepared=first)
+    second = prepare(cfg)  # a fresh tokenizer, as in a new process
+    mix(cfg, prepared=second)
+    assert first.infos["general"]["cache_key"] == second.infos["general"]["cache_key"]
+    assert all(info["cache_hit"] for info in second.infos.values())
