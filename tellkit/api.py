@@ -124,6 +124,8 @@ def run(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Path:
     if not done:  # test split, metric names, data, model, ratio: all before any training
         validate(cfg, overwrite=overwrite)
     out = Path(cfg.output.dir) if done else train(cfg, overwrite=overwrite, resume=resume)
+    if int(os.environ.get("RANK", "0")) != 0:  # under a launcher, rank 0 alone evaluates and reports
+        return out
     if cfg.task.test_path:
         evaluate_run(out, cfg=cfg)
     write_run_report(out)

@@ -45,14 +45,15 @@ class Mixture:
         """Write mixture.jsonl and mixture.json; return the sha256 fingerprint of the ordered contents."""
         out_dir.mkdir(parents=True, exist_ok=True)
         h = hashlib.sha256()
+        rows = self.dataset().select_columns(["id", "n_tokens", "n_supervised", "messages"])
+        sources = iter(self.order[:, 0])
         with atomic_path(out_dir / "mixture.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as f:
-            for batch_start in range(0, len(self.order), 1024):
-                chunk = self.order[batch_start: batch_start + 1024]
-                for src, idx in chunk:
-                    row = (self.task if src == TASK else self.general)[int(idx)]
-                    line = json.dumps({"id": row["id"], "source": SOURCES[src], "n_tokens": row["n_tokens"],
-                                       "n_supervised": row["n_supervised"],
-                                       "messages": json.loads(row["messages"])}, ensure_ascii=False) + "\n"
+            for batch in rows.iter(batch_size=1024):  # batched reads; input_ids/labels pages are never touched
+                for rid, n, n_sup, messages in zip(batch["id"], batch["n_tokens"], batch["n_supervised"],
+                                                   batch["messages"]):
+                    line = json.dumps({"id": rid, "source": SOURCES[next(sources)], "n_tokens": n,
+                                       "n_supervised": n_sup, "messages": json.loads(messages)},
+                                      ensure_ascii=False) + "\n"
                     h.update(line.encode("utf-8"))
                     f.write(line)
         self.report["fingerprint"] = h.hexdigest()

@@ -1,0 +1,117 @@
+"""Matmul peak GFLOP/s of this machine (fp32, bf16) and the share of it a LoRA training step reaches.
+
+    python benchmarks/bench_matmul.py                      # SmolLM2-135M, 1 packed row of 1024, ~3 min
+    python benchmarks/bench_matmul.py --model tiny         # quick smoke run (tiny matmuls: low fractions)
+
+Peak: best of several torch.matmul calls over square and model-shaped operands.
+Training step: the model with LoRA (r=8, all linear layers, as tellkit trains
+it), one packed batch (random token ids; packed like tellkit: position-id
+restarts, block-diagonal mask), forward + backward + AdamW, bf16 autocast as
+the Trainer does with train.bf16; warm-up steps excluded.
+
+FLOPs per token position (T = batch rows x max_length positions, padding included):
+  4 N_lin          frozen base linears (incl. the tied lm_head): forward 2N, backward 2N
+                   (input gradients only; frozen weights get no weight gradient)
+  + 6 N_lora       LoRA A/B: forward 2N, backward 4N (input and weight gradients)
+  + 12 n_layers L d  attention scores and values (QK^T, AV) over the full L x L block
+                   (the explicit block-diagonal mask means no causal skipping): fwd 4Ld, bwd 8Ld
+The usual "6 x params x tokens" would count weight gradients the frozen base never computes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import common
+
+
+def peak_gflops(dtype: torch.dtype, shapes, reps: int = 5) -> float:
+    best = 0.0
+    for m, k, n in shapes:
+        a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+        torch.matmul(a, b)  # warm-up
+        calls = max(1, int(2e10 / (2 * m * k * n)))  # ~20 GFLOP per timing
+        for _ in range(reps):
+            t = time.perf_counter()
+            for _ in range(calls):
+                torch.matmul(a, b)
+            best = max(best, 2 * m * k * n * calls / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def train_step_rate(model_path: str, bf16: bool, rows: int, max_length: int, steps: int, warmup: int) -> dict:
+    from peft import LoraConfig, get_peft_model
+
+    from tellkit.models.resolve import load_model_and_tokenizer
+    from tellkit.train.collate import collate_packed
+    from tellkit.train.packing import pack
+
+    torch.manual_seed(0)
+    base, tok = load_model_and_tokenizer(model_path, dtype="float32")
+    base.config.use_cache = False
+    n_lin = sum(m.weight.numel() for m in base.modules() if isinstance(m, torch.nn.Linear))
+    c = base.config
+    model = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear",
+                                            task_type="CAUSAL_LM"))
+    n_lora = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    rng = np.random.default_rng(0)
+    lengths = np.clip(rng.lognormal(np.log(150), 1.0, 4000), 8, max_length).astype(np.int64)
+    groups = pack(lengths, max_length)[:rows]
+    examples = [[{"input_ids": (ids := rng.integers(3, c.vocab_size, int(lengths[i])).tolist()), "labels": ids}
+                 for i in g] for g in groups]
+    batch = collate_packed(tok.pad_token_id, max_length)(examples)
+    real = int(sum(lengths[i] for g in groups for i in g))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    times = []
+    for step in range(warmup + steps):
+        t = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(**batch).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        if step >= warmup:
+            times.append(time.perf_counter() - t)
+    positions = rows * max_length
+    d_attn = c.num_attention_heads * getattr(c, "head_dim", c.hidden_size // c.num_attention_heads)
+    flops = positions * (4 * n_lin + 6 * n_lora + 12 * c.num_hidden_layers * max_length * d_attn)
+    step_s = float(np.median(times))
+    return {"step_s": step_s, "flops": flops, "real": real, "positions": positions, "n_lin": n_lin,
+            "n_lora": n_lora, "layers": c.num_hidden_layers, "d_attn": d_attn}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--rows", type=int, default=1)
+    ap.add_argument("--max-length", type=int, default=1024)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        model_path = common.resolve(a.model, Path(tmp))
+        t = a.rows * a.max_length
+        shapes = [(2048, 2048, 2048), (t, 576, 1536), (t, 1536, 576), (t, 576, 4096)]
+        print(f"machine: {common.machine()}; model: {a.model}\n")
+        print("| precision | matmul peak GFLOP/s | LoRA train step s | positions (real tokens) / step "
+              "| step TFLOP (formula) | achieved GFLOP/s | fraction of peak | real tok/s |")
+        print("|---|---|---|---|---|---|---|---|")
+        for name, dtype, bf16 in (("fp32", torch.float32, False), ("bf16 autocast", torch.bfloat16, True)):
+            peak = peak_gflops(dtype, shapes)
+            r = train_step_rate(model_path, bf16, a.rows, a.max_length, a.steps, a.warmup)
+            achieved = r["flops"] / r["step_s"] / 1e9
+            print(f"| {name} | {peak:.0f} | {r['step_s']:.2f} | {r['positions']} ({r['real']}) "
+                  f"| {r['flops'] / 1e12:.2f} | {achieved:.0f} | {achieved / peak:.0%} "
+                  f"| {r['real'] / r['step_s']:.0f} |", flush=True)
+        print(f"\nN_lin = {r['n_lin']:,}, N_lora = {r['n_lora']:,}, n_layers = {r['layers']}, d_attn = {r['d_attn']}, "
+              f"L = {a.max_length}; FLOPs/position = 4 N_lin + 6 N_lora + 12 n_layers L d_attn")
+
+
+if __name__ == "__main__":
+    main()
