@@ -69,9 +69,13 @@ def mix(cfg: Config, out_dir: Path | None = None, *, prepared: Prepared | None =
         from .errors import ConfigError
 
         raise ConfigError("mix.method=tell needs an anchor: set anchor.text or anchor.file")
+    budget_lengths = None
+    if cfg.task.token_budget and p.anchor is not None:  # every method picks the same examples
+        budget_lengths = p.task(anchored=True).data.column("n_tokens").to_numpy()
     mixture = build_mixture(p.task(anchored=method in ANCHORED),
                             p.general() if method in ("tell", "general-only") else None,
-                            cfg.mix, token_budget=cfg.task.token_budget, match_tokens=match_tokens)
+                            cfg.mix, token_budget=cfg.task.token_budget, match_tokens=match_tokens,
+                            budget_lengths=budget_lengths)
     mixture.report["anchor"] = p.anchor if method in ANCHORED else None
     mixture.report["anchor_position"] = cfg.anchor.position
     mixture.report["data"] = p.infos

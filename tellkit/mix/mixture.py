@@ -62,8 +62,12 @@ class Mixture:
 
 
 def build_mixture(task: Dataset | None, general: Dataset | None, cfg: MixConfig, *,
-                  token_budget: int | None = None, match_tokens: int | None = None) -> Mixture:
-    """Select and shuffle. `match_tokens` (sft-matched) repeats task data up to that many tokens."""
+                  token_budget: int | None = None, match_tokens: int | None = None,
+                  budget_lengths: np.ndarray | None = None) -> Mixture:
+    """Select and shuffle. `match_tokens` (sft-matched) repeats task data up to that many tokens.
+
+    `budget_lengths` (the anchored token counts) makes the token-budget subset the same examples for
+    methods with and without the anchor, so their comparison is on the same task data."""
     rng = np.random.default_rng(cfg.seed)
     method = cfg.method
     task_tok = _column(task, "n_tokens")
@@ -71,7 +75,8 @@ def build_mixture(task: Dataset | None, general: Dataset | None, cfg: MixConfig,
     usable = np.flatnonzero(task_sup > 0) if task is not None else np.array([], dtype=np.int64)
     if task is not None and usable.size == 0:
         raise DataError("no task example has a target left after truncation; raise train.max_length")
-    task_rows = _budget(usable, task_tok, token_budget, rng) if task is not None else usable
+    lengths = task_tok if budget_lengths is None else np.asarray(budget_lengths, dtype=np.int64)
+    task_rows = _budget(usable, lengths, token_budget, rng) if task is not None else usable
     task_tokens = int(task_tok[task_rows].sum()) * cfg.task_repeats if task is not None else 0
 
     picked_task = np.tile(task_rows, cfg.task_repeats)

@@ -78,3 +78,12 @@ def test_second_run_hits_the_tokenization_cache(config_file, tmp_path):
     mix(cfg, prepared=second)
     assert first.infos["general"]["cache_key"] == second.infos["general"]["cache_key"]
     assert all(info["cache_hit"] for info in second.infos.values())
+
+
+def test_token_budget_picks_the_same_examples_with_and_without_anchor(config_file, tmp_path):
+    def ids(method):
+        run_mix(config_file, tmp_path / method, "task.token_budget=300", f"mix.method={method}")
+        rows = [json.loads(l) for l in (tmp_path / method / "out" / "mixture.jsonl").read_text().splitlines()]
+        return sorted(r["id"] for r in rows if r["source"] == "task")
+
+    assert ids("tell") == ids("sft") == ids("sft+anchor")
