@@ -152,9 +152,21 @@ def _cmd_anchor_rank(a) -> None:
 
 
 def _cmd_report(a) -> None:
+    from pathlib import Path
+
     from .report.run_report import write_run_report
 
-    md, html = write_run_report(a.run_dir)
+    folder = Path(a.run_dir)
+    if (folder / "comparison.json").exists():  # a compare folder: re-render from its results
+        from .config.load import load_config, validate
+        from .report.compare_report import write_compare_report
+
+        result = json.loads((folder / "comparison.json").read_text(encoding="utf-8"))
+        cfg = validate(result["config"]) if "config" in result else \
+            load_config(Path(result["cells"][0]["run_dir"]) / "config.yaml")  # written before configs were stored
+        md, html = write_compare_report(result, cfg, folder)
+    else:
+        md, html = write_run_report(folder)
     print(f"report: {md} and {html}")
 
 
@@ -219,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output folder (default: <output.dir>/anchors)")
     r.set_defaults(func=_cmd_anchor_rank)
 
-    p = sub.add_parser("report", help="(re)write report.md/report.html for a run folder")
+    p = sub.add_parser("report", help="(re)write report.md/report.html for a run or compare folder")
     p.add_argument("run_dir")
     p.set_defaults(func=_cmd_report)
     return parser

@@ -108,7 +108,7 @@ def compare(cfg: Config, out: Path | None = None) -> dict:
                           "samples": _samples(base_dir / "predictions.jsonl")})
     result = {"methods": methods, "seeds": list(cfg.compare.seeds), "cells": cells,
               "summary": summarise(cells, methods), "differences": differences(cells),
-              "matched": MATCHED, "assumptions": assumptions(cfg)}
+              "matched": MATCHED, "assumptions": assumptions(cfg), "config": cfg.model_dump(mode="json")}
     write_json_atomic(out / "comparison.json", result)
     from ..report.compare_report import write_compare_report
 

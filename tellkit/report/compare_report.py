@@ -28,6 +28,12 @@ def fmt_ci(s: dict | None) -> str:
     return f"{s['mean']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
 
 
+def readable_verdict(pair: str, verdict: str) -> str:
+    """'A better' / 'B better' from difference_ci, named: 'tell better' / '<baseline> better'."""
+    a, b = pair.split(" vs ")
+    return {"A better": f"{a} better", "B better": f"{b} better"}.get(verdict, verdict)
+
+
 def outcome_lines(result: dict, scores: list[str]) -> list[str]:
     lines = []
     for pair, diffs in result["differences"].items():
@@ -37,7 +43,7 @@ def outcome_lines(result: dict, scores: list[str]) -> list[str]:
             d = diffs.get(score)
             if d is None:
                 continue
-            verdict = {"A better": "TELL better", "B better": f"{pair.split(' vs ')[1]} better"}.get(d["verdict"], d["verdict"])
+            verdict = readable_verdict(pair, d["verdict"])
             lines.append(f"- **{pair}**, {score}: difference {d['mean_diff']:+.3f} "
                          f"(95% CI [{d['ci_low']:.3f}, {d['ci_high']:.3f}]) → **{verdict}**")
     return lines
@@ -64,7 +70,8 @@ def write_compare_report(result: dict, cfg, out: Path) -> tuple[Path, Path]:
            + ". `sft` and `sft+anchor` train the same epochs over the task data as `tell`, so fewer steps.", ""]
 
     md += ["## Differences (TELL minus baseline)", ""]
-    drows = [[pair, k, f"{d['mean_diff']:+.3f}", f"[{d['ci_low']:.3f}, {d['ci_high']:.3f}]", d["verdict"]]
+    drows = [[pair, k, f"{d['mean_diff']:+.3f}", f"[{d['ci_low']:.3f}, {d['ci_high']:.3f}]",
+              readable_verdict(pair, d["verdict"])]
              for pair, diffs in result["differences"].items() for k, d in diffs.items() if k in scores]
     md += [md_table(["pair", "score", "diff", "95% CI", "verdict"], drows), ""]
 

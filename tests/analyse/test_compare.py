@@ -26,3 +26,6 @@ def test_compare_runs_every_method_with_costs_and_matched_steps(config_file, cap
     report = (out / "report.md").read_text()
     assert "compute-matched" in report and "sft-matched" in report and "## Outcome" in report
     assert "data:image/png;base64," in (out / "report.html").read_text()
+    # the report can be re-rendered from comparison.json alone
+    (out / "report.md").unlink()
+    assert main(["report", str(out)]) == 0 and "## Outcome" in (out / "report.md").read_text()
