@@ -104,7 +104,8 @@ def _cmd_sweep(a) -> None:
     summary = sweep(cfg)
     out = Path(cfg.output.dir)
     for m in summary["multiplier"]:
-        mult = "n/a" if m["multiplier"] is None else f"{m['multiplier']:.2f}x"
+        bound = "<=" if "upper bound" in m["note"] else ""
+        mult = "n/a" if m["multiplier"] is None else f"{bound}{m['multiplier']:.2f}x"
         print(f"{m['task_tokens']} task tokens: TELL {m['tell_score']:.3f} at ratio {m['tell_ratio']:g}; "
               f"SFT needs {mult} the task data {m['note']}")
     print(f"sweep: {out / 'sweep.csv'} and {out / 'sweep.json'}")
