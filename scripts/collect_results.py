@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tellkit.report.compare_report import fmt_ci, headline_scores  # noqa: E402
+from tellkit.report.compare_report import fmt_ci, headline_scores, readable_verdict  # noqa: E402
 from tellkit.report.html import md_table  # noqa: E402
 
 STUDY = ROOT / "examples" / "runs" / "study"
@@ -34,7 +34,7 @@ def compare_section(name: str) -> list[str]:
                      int(c.get("train_tokens", 0)), int(c.get("optimizer_steps", 0)), c.get("task_epochs", "–"),
                      c.get("wall_seconds", "–")])
     md = [md_table(["method", *scores, "task tokens", "train tokens", "steps", "task epochs", "train s"], rows), ""]
-    diffs = [[pair, k, f"{d['mean_diff']:+.3f}", f"[{d['ci_low']:.3f}, {d['ci_high']:.3f}]", d["verdict"]]
+    diffs = [[pair, k, f"{d['mean_diff']:+.3f}", f"[{d['ci_low']:.3f}, {d['ci_high']:.3f}]", readable_verdict(pair, d["verdict"])]
              for pair, ds in result["differences"].items() for k, d in ds.items() if k in scores[:2]]
     md += [md_table(["pair", "score", "TELL − baseline", "95% CI", "verdict"], diffs), ""]
     for png in sorted(folder.glob("*.png")):
@@ -67,7 +67,7 @@ def probe_section() -> list[str]:
     rows = [[model, pair, f"{m['probe_accuracy']:.3f} ± {m['probe_accuracy_std']:.3f}",
              f"{m['centroid_cosine_distance']:.4f}", f"{m['silhouette']:.3f}"]
             for model, block in r["models"].items() for pair, m in block["metrics"].items()]
-    md = [f"Layer {r['layer']} of {r['n_layers']}, {r['pooling']} pooling, {r.get('n_queries', '')} queries "
+    md = [f"Layer {r['layer']} of {r['n_layers']}, {r['pooling']} pooling, {r.get('n_queries', '')} queries "  # n per group
           "per group.", "", md_table(["model", "groups", "probe accuracy", "centroid cos. dist.", "silhouette"],
                                      rows), ""]
     for png in sorted(folder.glob("*.png")):
