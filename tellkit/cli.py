@@ -53,6 +53,8 @@ def _cmd_train(a) -> None:
     print(f"adapter: {out / 'adapter'}")
     print(f"mixture report: {out / 'mixture.json'}")
     print(f"run record: {out / 'run.json'}")
+    if a.command == "run":
+        print(f"report: {out / 'report.md'} and {out / 'report.html'}")
 
 
 def _cmd_eval(a) -> None:
