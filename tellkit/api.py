@@ -75,7 +75,7 @@ def mix(cfg: Config, out_dir: Path | None = None, *, prepared: Prepared | None =
     mixture = build_mixture(p.task(anchored=method in ANCHORED),
                             p.general() if method in ("tell", "general-only") else None,
                             cfg.mix, token_budget=cfg.task.token_budget, match_tokens=match_tokens,
-                            budget_lengths=budget_lengths)
+                            budget_lengths=budget_lengths, dev_fraction=cfg.eval.dev_fraction)
     mixture.report["anchor"] = p.anchor if method in ANCHORED else None
     mixture.report["anchor_position"] = cfg.anchor.position
     mixture.report["data"] = p.infos

@@ -94,6 +94,10 @@ class EvalConfig(Section):
     max_new_tokens: PositiveInt = 256
     batch_size: PositiveInt = 8
     limit: PositiveInt | None = None  # evaluate the first N test examples
+    # Held out from the task data (seeded, the same rows for every method of a seed); training
+    # evaluates dev loss at every save and keeps the best checkpoint, so no method wins by a lucky
+    # final step.
+    dev_fraction: float = Field(0.0, ge=0, le=0.5)
     do_sample: bool = False
     temperature: PositiveFloat = 1.0
     label_field: str = "hallucination"

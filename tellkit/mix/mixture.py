@@ -33,6 +33,7 @@ class Mixture:
     general: Dataset | None
     order: np.ndarray  # (n, 2) int64 rows of (source, row index), in training order
     report: dict = field(default_factory=dict)
+    dev_rows: np.ndarray = field(default_factory=lambda: np.array([], dtype=np.int64))  # task rows held out
 
     def dataset(self) -> Dataset:
         """The training examples in mixture order (an index map over the memory-mapped data)."""
@@ -63,7 +64,7 @@ class Mixture:
 
 def build_mixture(task: Dataset | None, general: Dataset | None, cfg: MixConfig, *,
                   token_budget: int | None = None, match_tokens: int | None = None,
-                  budget_lengths: np.ndarray | None = None) -> Mixture:
+                  budget_lengths: np.ndarray | None = None, dev_fraction: float = 0.0) -> Mixture:
     """Select and shuffle. `match_tokens` (sft-matched) repeats task data up to that many tokens.
 
     `budget_lengths` (the anchored token counts) makes the token-budget subset the same examples for
@@ -75,6 +76,13 @@ def build_mixture(task: Dataset | None, general: Dataset | None, cfg: MixConfig,
     usable = np.flatnonzero(task_sup > 0) if task is not None else np.array([], dtype=np.int64)
     if task is not None and usable.size == 0:
         raise DataError("no task example has a target left after truncation; raise train.max_length")
+    dev_rows = np.array([], dtype=np.int64)
+    if dev_fraction > 0 and task is not None:  # drawn first, so every method of a seed holds out the same rows
+        shuffled = usable[rng.permutation(len(usable))]
+        n_dev = max(1, round(dev_fraction * len(usable)))
+        if n_dev >= len(usable):
+            raise DataError(f"eval.dev_fraction={dev_fraction} leaves no task data to train on; lower it")
+        dev_rows, usable = np.sort(shuffled[:n_dev]), np.sort(shuffled[n_dev:])
     lengths = task_tok if budget_lengths is None else np.asarray(budget_lengths, dtype=np.int64)
     task_rows = _budget(usable, lengths, token_budget, rng) if task is not None else usable
     task_tokens = int(task_tok[task_rows].sum()) * cfg.task_repeats if task is not None else 0
@@ -98,7 +106,8 @@ def build_mixture(task: Dataset | None, general: Dataset | None, cfg: MixConfig,
 
     report = _report(cfg, order, task, general, task_tokens, token_budget, repeat_factor,
                      n_dropped=int((task_sup == 0).sum()) if task is not None else 0)
-    return Mixture(task=task, general=general, order=order, report=report)
+    report["dev_examples"] = int(len(dev_rows))
+    return Mixture(task=task, general=general, order=order, report=report, dev_rows=dev_rows)
 
 
 def _column(ds: Dataset | None, name: str) -> np.ndarray:

@@ -88,13 +88,16 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path) -> dict:
         report_to="none", disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient; skips a graph walk per step
         logging_nan_inf_filter=False,  # a NaN/inf step loss must reach the NaN guard, not be averaged away
+        **_dev_selection(mixture, t.save_steps),
     )
     loss_log = LossLog(out / "loss_log.json", tokens_per_step)
     with args.main_process_first(local=False):  # ranks > 0 look for checkpoints after rank 0 claimed `out`
         resume = last_checkpoint(ckpt_dir)  # newest *complete* one: a kill can tear a checkpoint mid-write
     if resume:
         loss_log.records = _previous_losses(out / "loss_log.json", int(resume.rsplit("-", 1)[-1]))
-    trainer = MixtureTrainer(model=model, args=args, train_dataset=rows, data_collator=collate,
+    dev = Rows(mixture.task, [[int(i)] for i in mixture.dev_rows]) if len(mixture.dev_rows) else None
+    trainer = MixtureTrainer(model=model, args=args, train_dataset=rows, eval_dataset=dev,
+                             data_collator=collate,
                              callbacks=[Progress(tokens_per_step), loss_log])
     trainer.remove_callback(PrinterCallback)  # our progress bar and loss log replace its raw dict prints
     start = time.perf_counter()
@@ -118,7 +121,17 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path) -> dict:
         "resumed_from": resume, "bf16": args.bf16,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "final_loss": loss_log.records[-1]["loss"] if loss_log.records else None,
+        "dev_examples": int(len(mixture.dev_rows)),
+        "best_checkpoint": trainer.state.best_model_checkpoint, "best_dev_loss": trainer.state.best_metric,
     }
+
+
+def _dev_selection(mixture: Mixture, every: int) -> dict:
+    """With a dev split: dev loss at every save, and the best checkpoint becomes the adapter."""
+    if not len(mixture.dev_rows):
+        return {}
+    return {"eval_strategy": "steps", "eval_steps": every, "load_best_model_at_end": True,
+            "metric_for_best_model": "eval_loss", "greater_is_better": False, "per_device_eval_batch_size": 1}
 
 
 def _tokens_per_step(row_tokens: np.ndarray, per_step: int, max_steps: int, batch_size: int, world: int) -> np.ndarray:

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import torch
 from peft import PeftModel
@@ -54,3 +55,19 @@ def test_finished_run_is_not_overwritten(config_file, capsys):
     assert "already holds this finished run" in capsys.readouterr().err
     assert main(["train", str(config_file), "train.max_steps=3"]) == 2
     assert "holds another run" in capsys.readouterr().err
+
+
+def test_dev_split_selects_the_best_checkpoint(config_file):
+    run = config_file.parent / "run"
+    assert main(["train", str(config_file), "eval.dev_fraction=0.25", "train.max_steps=6",
+                 "train.save_steps=2", "train.lr=1e-2"]) == 0
+    state = json.loads((run / "run.json").read_text())
+    t, m = state["train"], state["mixture"]
+    assert t["dev_examples"] == m["dev_examples"] == 6 and m["task"]["examples"] == 24 - 6
+    assert t["best_checkpoint"] and t["best_dev_loss"] is not None
+    # the adapter written is the best checkpoint's, not necessarily the last step's
+    from safetensors.torch import load_file
+
+    best = load_file(str(Path(t["best_checkpoint"]) / "adapter_model.safetensors"))
+    final = load_file(str(run / "adapter" / "adapter_model.safetensors"))
+    assert best.keys() == final.keys() and all(torch.equal(best[k], final[k]) for k in best)
