@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from datasets import Dataset
@@ -35,6 +35,7 @@ class Prepared:
     tokenizer: object
     anchor: str | None
     infos: dict
+    tokenized: dict = field(default_factory=dict)  # (source, anchor) -> Dataset: hash and map each once
 
     def task(self, anchored: bool) -> Dataset:
         return self._tokenize("task", self.cfg.task, self.anchor if anchored else None)
@@ -43,11 +44,16 @@ class Prepared:
         return self._tokenize("general", self.cfg.general, None) if self.cfg.general else None
 
     def _tokenize(self, name: str, src, anchor: str | None) -> Dataset:
+        # Every method and sweep cell asks for the same sources; the on-disk cache would serve them,
+        # but only after re-hashing the whole source file each time.
+        if (name, anchor) in self.tokenized:
+            return self.tokenized[(name, anchor)]
         ds, info = tokenized_dataset(src.path, src.format, src.columns, self.tokenizer,
                                      max_length=self.cfg.train.max_length, anchor=anchor,
                                      position=self.cfg.anchor.position, separator=self.cfg.anchor.separator,
                                      name=name)
         self.infos[f"{name}{'+anchor' if anchor else ''}"] = info
+        self.tokenized[(name, anchor)] = ds
         return ds
 
 
@@ -125,9 +131,12 @@ def run(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Path:
     state = RunDir(cfg.output.dir).state()
     done = (not overwrite and state is not None and state.get("status") == "complete"
             and state.get("training_hash") == training_hash(cfg))  # finished: just (re)evaluate and report
-    if not done:  # test split, metric names, data, model, ratio: all before any training
-        validate(cfg, overwrite=overwrite)
-    out = Path(cfg.output.dir) if done else train(cfg, overwrite=overwrite, resume=resume)
+    if done:
+        out = Path(cfg.output.dir)
+    else:  # test split, metric names, data, model, ratio: all checked before any training
+        p = prepare(cfg)
+        validate(cfg, overwrite=overwrite, prepared=p)
+        out = train(cfg, overwrite=overwrite, resume=resume, prepared=p)
     if int(os.environ.get("RANK", "0")) != 0:  # under a launcher, rank 0 alone evaluates and reports
         return out
     if cfg.task.test_path:

@@ -10,7 +10,7 @@ feasibility. Every failure is a `TellkitError` naming the file:line or key.
 from __future__ import annotations
 
 from .anchor import anchor_text
-from .api import ANCHORED, mix, prepare
+from .api import ANCHORED, Prepared, mix, prepare
 from .config import Config
 from .data.formats import to_examples
 from .data.readers import read_records
@@ -18,10 +18,12 @@ from .errors import ConfigError
 from .rundir import RunDir
 
 
-def validate(cfg: Config, *, overwrite: bool = False, check_output: bool = True) -> dict:
+def validate(cfg: Config, *, overwrite: bool = False, check_output: bool = True,
+             prepared: Prepared | None = None) -> dict:
     """Config, anchor, output folder, eval files, model reference, every data line, ratio. Returns a summary.
 
-    compare/sweep pass check_output=False: their output.dir holds many cells, not one run."""
+    compare/sweep pass check_output=False: their output.dir holds many cells, not one run. Callers that
+    go on to train pass their `prepared` so the tokenizer and tokenized data are loaded once."""
     summary: dict = {}
     method = cfg.mix.method
     anchor = anchor_text(cfg.anchor)  # empty anchor, missing or non-UTF-8 anchor.file
@@ -44,7 +46,7 @@ def validate(cfg: Config, *, overwrite: bool = False, check_output: bool = True)
     if cfg.general and cfg.general.heldout_path:
         summary["heldout_records"] = _count(cfg.general.heldout_path, "auto", {}, "heldout")
 
-    prepared = prepare(cfg)  # model reference (alias / folder with safetensors / hub id) and tokenizer only
+    prepared = prepared or prepare(cfg)  # model reference (alias / folder with safetensors / hub id) and tokenizer only
     summary["model"] = prepared.model_ref
     summary["anchor"] = anchor
     mixture = mix(cfg, prepared=prepared)  # tokenizes every task/general line; ratio feasibility; writes nothing

@@ -83,8 +83,8 @@ def cost(state: dict) -> dict:
 
 def compare(cfg: Config, out: Path | None = None) -> dict:
     out = Path(out or cfg.output.dir)
-    validate(cfg, check_output=False)  # fail on bad data/metrics/model/ratio before any cell trains
     prepared = prepare(cfg)
+    validate(cfg, check_output=False, prepared=prepared)  # bad data/metrics/ratio fail before any cell trains
     methods = list(cfg.compare.methods)
     cells: list[dict] = []
     if "sft-matched" in methods and "tell" not in methods:

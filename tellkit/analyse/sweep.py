@@ -56,8 +56,8 @@ def sweep(cfg: Config, out: Path | None = None) -> dict:
 
         raise ConfigError("sweep.methods has sft-matched but not tell: sft-matched copies tell's compute")
     start = time.perf_counter()
-    validate(cfg, check_output=False)  # fail on bad data/metrics/model/ratio before any cell trains
     prepared = prepare(cfg)
+    validate(cfg, check_output=False, prepared=prepared)  # bad data/metrics/ratio fail before any cell trains
     results, tells = [], {}
     for cell in grid(cfg):
         changes = {"ratio": cell["ratio"], "token_budget": cell["task_tokens"]}

@@ -93,8 +93,9 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path) -> dict:
     loss_log = LossLog(out / "loss_log.json", tokens_per_step)
     with args.main_process_first(local=False):  # ranks > 0 look for checkpoints after rank 0 claimed `out`
         resume = last_checkpoint(ckpt_dir)  # newest *complete* one: a kill can tear a checkpoint mid-write
+    resume_step = int(resume.rsplit("-", 1)[-1]) if resume else 0
     if resume:
-        loss_log.records = _previous_losses(out / "loss_log.json", int(resume.rsplit("-", 1)[-1]))
+        loss_log.records = _previous_losses(out / "loss_log.json", resume_step)
     dev = Rows(mixture.task, [[int(i)] for i in mixture.dev_rows]) if len(mixture.dev_rows) else None
     trainer = MixtureTrainer(model=model, args=args, train_dataset=rows, eval_dataset=dev,
                              data_collator=collate,
@@ -110,8 +111,7 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path) -> dict:
                            f"(now {t.lr:g}); last good checkpoint: {last or 'none yet'}")
 
     _save_adapter(trainer, tokenizer, out / "adapter")
-    done_steps = trainer.state.global_step - (int(resume.rsplit("-", 1)[-1]) if resume else 0)
-    trained_tokens = int(tokens_per_step[trainer.state.global_step - done_steps: trainer.state.global_step].sum())
+    trained_tokens = int(tokens_per_step[resume_step: trainer.state.global_step].sum())  # this session's
     return {
         "optimizer_steps": trainer.state.global_step, "rows": len(rows), "rows_per_step": per_step,
         "epochs": t.epochs if not t.max_steps else None, "world_size": world,
