@@ -1,6 +1,6 @@
 """Collect the study's outputs (scripts/run_study.sh) into docs/results/: tables as Markdown + the plots.
 
-    python scripts/collect_results.py            # reads examples/runs/study, writes docs/results/
+    python scripts/collect_results.py [STUDY_DIR]   # reads examples/runs/study, writes docs/results/
 
 Every number comes from tellkit's own comparison.json / sweep.json / probe.json / run.json files.
 """
@@ -15,32 +15,65 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tellkit.report.compare_report import fmt_ci, headline_scores, readable_verdict  # noqa: E402
+from tellkit.evaluate.bootstrap import difference_ci, mean_ci_over_seeds  # noqa: E402
+from tellkit.report.compare_report import HEADLINE_ORDER, fmt_ci, readable_verdict  # noqa: E402
 from tellkit.report.html import md_table  # noqa: E402
 
-STUDY = ROOT / "examples" / "runs" / "study"
+STUDY = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else ROOT / "examples" / "runs" / "study"
 OUT = ROOT / "docs" / "results"
 
 
-def compare_section(name: str) -> list[str]:
-    folder = STUDY / name
-    result = json.loads((folder / "comparison.json").read_text())
-    summary = result["summary"]
-    scores = headline_scores(summary)
-    rows = []
-    for m in result["methods"]:
-        c = summary[m]["cost"]
-        rows.append([m, *[fmt_ci(summary[m]["scores"].get(k)) for k in scores], int(c.get("task_tokens", 0)),
-                     int(c.get("train_tokens", 0)), int(c.get("optimizer_steps", 0)), c.get("task_epochs", "–"),
-                     c.get("wall_seconds", "–")])
-    md = [md_table(["method", *scores, "task tokens", "train tokens", "steps", "task epochs", "train s"], rows), ""]
-    diffs = [[pair, k, f"{d['mean_diff']:+.3f}", f"[{d['ci_low']:.3f}, {d['ci_high']:.3f}]", readable_verdict(pair, d["verdict"])]
-             for pair, ds in result["differences"].items() for k, d in ds.items() if k in scores[:2]]
-    md += [md_table(["pair", "score", "TELL − baseline", "95% CI", "verdict"], diffs), ""]
-    for png in sorted(folder.glob("*.png")):
-        shutil.copy(png, OUT / f"{name}-{png.name}")
-        md.append(f"![{png.stem}](results/{name}-{png.name})")
-    return md + [""]
+METHOD_ORDER = ("base", "general-only", "sft", "sft+anchor", "sft-matched", "tell")
+
+
+def _by_cell(rows: list[dict]) -> dict:
+    """{(task_tokens, method, ratio): [row per seed]}"""
+    out: dict = {}
+    for r in rows:
+        out.setdefault((r["task_tokens"], r["method"], r["ratio"]), []).append(r)
+    return out
+
+
+def _scores(rows: list[dict], k: int = 3) -> list[str]:
+    keys = {key for r in rows for key in r if "/" in key}
+    return [s for s in HEADLINE_ORDER if s in keys][:k]
+
+
+def _mean(vals: list) -> float:
+    vals = [v for v in vals if v is not None]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def grid_table(rows: list[dict]) -> list[str]:
+    """Mean over seeds with a Student-t 95% interval, and the compute each cell used."""
+    scores = _scores(rows)
+    cells = _by_cell(rows)
+    table = []
+    for (t, m, r), rs in sorted(cells.items(), key=lambda kv: (kv[0][0], METHOD_ORDER.index(kv[0][1]), kv[0][2])):
+        table.append([t, m, f"{r:g}", len(rs), *[fmt_ci(mean_ci_over_seeds([x[s] for x in rs])) for s in scores],
+                      f"{_mean([x['train_tokens'] for x in rs]):.0f}", f"{_mean([x['optimizer_steps'] for x in rs]):.0f}"])
+    return [md_table(["task tokens", "method", "ratio", "seeds", *scores, "train tokens", "steps"], table), ""]
+
+
+def difference_table(rows: list[dict], score: str) -> list[str]:
+    """TELL at each ratio minus each baseline at the same scale (Welch interval over seeds)."""
+    cells = _by_cell(rows)
+    general = [x[score] for (t, m, r), rs in cells.items() if m == "general-only" for x in rs]
+    out = []
+    for (t, m, r), rs in sorted(cells.items()):
+        if m != "tell":
+            continue
+        tell = [x[score] for x in rs]
+        for other in ("sft", "sft+anchor", "sft-matched", "general-only", "base"):
+            vals = general if other == "general-only" else [x[score] for x in cells.get((t, other, 0.0 if other != "sft-matched" else r), [])]
+            if not vals or (other == "sft+anchor" and r == 0):
+                continue
+            d = difference_ci(tell, vals)
+            pair = f"tell vs {other}"
+            out.append([t, f"{r:g}", other, f"{d['mean_diff']:+.3f}", f"[{d['ci_low']:.3f}, {d['ci_high']:.3f}]",
+                        readable_verdict(pair, d["verdict"])])
+    return [md_table(["task tokens", "TELL ratio", "baseline", f"TELL − baseline ({score})", "95% CI", "verdict"],
+                     out), ""]
 
 
 def sweep_section(name: str) -> list[str]:
@@ -48,12 +81,16 @@ def sweep_section(name: str) -> list[str]:
     data = json.loads((folder / "sweep.json").read_text())
     s, rows = data["summary"], data["rows"]
     score = s["primary_score"]
-    cols = ["method", "task_tokens", "ratio", "seed", score, "train_tokens", "optimizer_steps"]
-    md = [f"Primary score `{score}`; sweep wall {s['total_seconds']} s, sum of cell training "
-          f"{s['sum_of_cell_seconds']} s.", "", md_table(cols, [[r.get(c) for c in cols] for r in rows]), ""]
-    mult = [[m["task_tokens"], m["tell_ratio"], m["tell_score"], m["sft_tokens_needed"], m["multiplier"], m["note"]]
-            for m in s["multiplier"]]
-    md += [md_table(["task tokens", "best TELL ratio", "TELL score", "SFT tokens needed", "multiplier", "note"],
+    md = [f"Primary score `{score}`; {s['cells']} rows; sweep wall {s['total_seconds']:.0f} s "
+          f"(sum of the cells' training time {s['sum_of_cell_seconds']:.0f} s). Training-token budget per cell "
+          f"{s.get('max_train_tokens')}; left out as over it: {', '.join(s.get('over_budget') or []) or 'none'}.", ""]
+    md += grid_table(rows)
+    md += difference_table(rows, score)
+    mult = [[m["task_tokens"], f"{m['tell_ratio']:g}", f"{m['tell_score']:.3f}", _num(m["sft_tokens_needed"]),
+             _num(m["multiplier"], 2), m["note"]] for m in s["multiplier"]]
+    md += ["Data-efficiency multiplier (task tokens SFT needs to match TELL's best ratio, log-linear "
+           "interpolation between the swept scales):", "",
+           md_table(["task tokens", "best TELL ratio", "TELL score", "SFT tokens needed", "multiplier", "note"],
                     mult), ""]
     for png in sorted(folder.glob("*.png")):
         shutil.copy(png, OUT / f"{name}-{png.name}")
@@ -61,30 +98,35 @@ def sweep_section(name: str) -> list[str]:
     return md + [""]
 
 
-def probe_section() -> list[str]:
-    folder = ROOT / "examples" / "runs" / "quickstart" / "probe"
+def _num(x, digits: int = 0) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def probe_section(name: str) -> list[str]:
+    folder = STUDY / name
     r = json.loads((folder / "probe.json").read_text())
     rows = [[model, pair, f"{m['probe_accuracy']:.3f} ± {m['probe_accuracy_std']:.3f}",
              f"{m['centroid_cosine_distance']:.4f}", f"{m['silhouette']:.3f}"]
             for model, block in r["models"].items() for pair, m in block["metrics"].items()]
-    md = [f"Layer {r['layer']} of {r['n_layers']}, {r['pooling']} pooling, {r.get('n_queries', '')} queries "  # n per group
-          "per group.", "", md_table(["model", "groups", "probe accuracy", "centroid cos. dist.", "silhouette"],
-                                     rows), ""]
+    md = [f"Layer {r['layer']} of {r['n_layers']}, {r['pooling']}-token pooling, {r['n_queries']} queries per group; "
+          f"adapter: `{Path(r['run_dir']).name if r.get('run_dir') else '–'}`.", "",
+          md_table(["model", "groups", "probe accuracy", "centroid cos. dist.", "silhouette"], rows), ""]
     for png in sorted(folder.glob("*.png")):
-        shutil.copy(png, OUT / f"probe-{png.name}")
-        md.append(f"![{png.stem}](results/probe-{png.name})")
+        shutil.copy(png, OUT / f"{name}-{png.name}")
+        md.append(f"![{png.stem}](results/{name}-{png.name})")
     return md + [""]
 
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.glob("*.png"):
+        old.unlink()
     parts = []
-    for title, fn in (("orders-compare", compare_section), ("halu-compare", compare_section),
-                      ("halu-sweep", sweep_section)):
-        if (STUDY / title).exists():
-            parts += [f"### {title}", "", *fn(title)]
-    if (ROOT / "examples" / "runs" / "quickstart" / "probe" / "probe.json").exists():
-        parts += ["### probe (quickstart run)", "", *probe_section()]
+    for name, fn, needs in (("halu-sweep", sweep_section, "sweep.json"), ("halu-probe", probe_section, "probe.json"),
+                            ("orders-sweep", sweep_section, "sweep.json"),
+                            ("orders-probe", probe_section, "probe.json")):
+        if (STUDY / name / needs).exists():
+            parts += [f"### {name}", "", *fn(name)]
     (OUT / "tables.md").write_text("\n".join(parts), encoding="utf-8")
     print(f"wrote {OUT / 'tables.md'}")
 

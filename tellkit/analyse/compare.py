@@ -63,6 +63,15 @@ def run_cell(c: Config, prepared, match_tokens: int | None = None) -> dict:
             "samples": _samples(run.path / "eval" / "predictions.jsonl")}
 
 
+def base_cell(cfg: Config, base_dir: Path) -> dict:
+    """The untrained model, evaluated once (greedy decoding does not depend on the seed)."""
+    scores_file = base_dir / "scores.json"
+    scores = json.loads(scores_file.read_text()) if scores_file.exists() else evaluate_base(cfg, base_dir)
+    return {"method": "base", "run_dir": str(base_dir), "metrics": scores["metrics"],
+            "cost": {"task_tokens": 0, "train_tokens": 0, "optimizer_steps": 0},
+            "samples": _samples(base_dir / "predictions.jsonl")}
+
+
 def matched_cell(cfg: Config, out_dir: Path, tell_cell: dict, **changes) -> tuple[Config, int]:
     """The sft-matched twin of a TELL cell: same optimizer steps, task data repeated to TELL's tokens."""
     c = cell_config(cfg, out_dir, "sft-matched", tell_cell["seed"], max_steps=tell_cell["cost"]["optimizer_steps"],
@@ -99,13 +108,8 @@ def compare(cfg: Config, out: Path | None = None) -> dict:
             cells.append(run_cell(cell_config(cfg, out / f"{method}-s{seed}", method, seed), prepared))
             tell = cells[-1] if method == "tell" else tell
     if "base" in methods:
-        base_dir = out / "base"
-        scores_file = base_dir / "scores.json"
-        scores = json.loads(scores_file.read_text()) if scores_file.exists() else evaluate_base(cfg, base_dir)
-        for seed in cfg.compare.seeds:  # greedy decoding: the base model's score is the same for every seed
-            cells.append({"method": "base", "seed": seed, "run_dir": str(base_dir), "metrics": scores["metrics"],
-                          "cost": {"task_tokens": 0, "train_tokens": 0, "optimizer_steps": 0},
-                          "samples": _samples(base_dir / "predictions.jsonl")})
+        base = base_cell(cfg, out / "base")
+        cells += [{**base, "seed": seed} for seed in cfg.compare.seeds]  # greedy: the same score for every seed
     result = {"methods": methods, "seeds": list(cfg.compare.seeds), "cells": cells,
               "summary": summarise(cells, methods), "differences": differences(cells),
               "matched": MATCHED, "assumptions": assumptions(cfg), "config": cfg.model_dump(mode="json")}

@@ -2,11 +2,12 @@
 and the data-efficiency multiplier.
 
 Ratio-free methods (sft, sft+anchor) run once per (scale, seed) and appear as flat reference lines;
-tell, sft-matched and general-only run at every ratio (tell at ratio 0 is anchored SFT). Every cell is
-a normal run folder under cells/; a finished cell is never re-run, an interrupted one resumes from its
-checkpoint, a failed one restarts. Tokenization happens once per data set (the cache is keyed by data,
-tokenizer, template, anchor and max_length).
-"""
+tell and sft-matched run at every ratio; sft+anchor reuses tell's ratio-0 cell when there is one (the
+same mixture). general-only (no task data) runs once per seed at the largest general volume, base is
+evaluated once. `sweep.max_train_tokens` leaves out cells over a compute budget, so high ratios run
+only at small scales. Every cell is a normal run folder under cells/; a finished cell is never re-run,
+an interrupted one resumes from its checkpoint, a failed one restarts. Tokenization happens once per
+data set (the cache is keyed by data, tokenizer, template, anchor and max_length)."""
 
 from __future__ import annotations
 
@@ -23,26 +24,56 @@ from ..config import Config
 from ..evaluate.bootstrap import mean_ci_over_seeds
 from ..io import write_json_atomic, write_text_atomic
 from ..validate import validate
-from .compare import assumptions, cell_config, matched_cell, run_cell
+from .compare import assumptions, base_cell, cell_config, matched_cell, run_cell
 
 RATIO_FREE = ("sft", "sft+anchor")
 
 
-def grid(cfg: Config) -> list[dict]:
-    """Every cell once, in run order (tell before its sft-matched twin)."""
+def planned_tokens(cell: dict, epochs: float) -> float:
+    """Training tokens a cell will use (mixture tokens x epochs), known before anything trains."""
+    t, r = cell["task_tokens"], cell["ratio"]
+    mixture = {"tell": (1 + r) * t, "sft-matched": (1 + r) * t, "general-only": r * t, "base": 0}
+    return mixture.get(cell["method"], t) * epochs
+
+
+def _candidates(cfg: Config) -> list[dict]:
     s = cfg.sweep
     cells, seen = [], set()
     order = sorted(s.methods, key=lambda m: m != "tell")
-    for tokens in s.task_tokens:
-        for seed in s.seeds:
-            for ratio in s.ratios:
+    for seed in s.seeds:  # seeds outermost: an early stop still leaves whole grids for the first seeds
+        for tokens in s.task_tokens:
+            for ratio in sorted(s.ratios):  # tell at ratio 0 comes before sft+anchor, which reuses it
                 for method in order:
                     r = 0.0 if method in RATIO_FREE else float(ratio)
                     key = (method, int(tokens), r, seed)
-                    if key not in seen:
+                    if key not in seen and not (method == "general-only" and r == 0):
                         seen.add(key)
                         cells.append({"method": method, "task_tokens": int(tokens), "ratio": r, "seed": seed})
     return cells
+
+
+def _fits(cfg: Config, cell: dict) -> bool:
+    cap = cfg.sweep.max_train_tokens
+    return cap is None or planned_tokens(cell, cfg.train.epochs) <= cap
+
+
+def grid(cfg: Config) -> list[dict]:
+    """Every cell once, in run order (tell before its sft-matched twin), within sweep.max_train_tokens.
+
+    general-only uses no task data, so it depends only on its general tokens: it runs once per seed, at
+    the largest general volume (ratio x task tokens) that fits. base is evaluated once."""
+    cells = [c for c in _candidates(cfg) if _fits(cfg, c) and c["method"] not in ("general-only", "base")]
+    for seed in cfg.sweep.seeds:
+        general = [c for c in _candidates(cfg) if c["method"] == "general-only" and c["seed"] == seed
+                   and _fits(cfg, c)]
+        if general:
+            cells.append(max(general, key=lambda c: (c["ratio"] * c["task_tokens"], -c["task_tokens"])))
+    return cells
+
+
+def over_budget(cfg: Config) -> list[dict]:
+    """Cells left out because they would train on more than sweep.max_train_tokens."""
+    return [c for c in _candidates(cfg) if not _fits(cfg, c)]
 
 
 def cell_name(cell: dict) -> str:
@@ -60,16 +91,23 @@ def sweep(cfg: Config, out: Path | None = None) -> dict:
     validate(cfg, check_output=False, prepared=prepared)  # bad data/metrics/ratio fail before any cell trains
     results, tells = [], {}
     for cell in grid(cfg):
+        key = (cell["task_tokens"], cell["ratio"], cell["seed"])
         changes = {"ratio": cell["ratio"], "token_budget": cell["task_tokens"]}
         where = out / "cells" / cell_name(cell)
         if cell["method"] == "sft-matched":
-            c, match = matched_cell(cfg, where, tells[(cell["task_tokens"], cell["ratio"], cell["seed"])], **changes)
+            c, match = matched_cell(cfg, where, tells[key], **changes)
             res = run_cell(c, prepared, match)
+        elif cell["method"] == "sft+anchor" and key in tells:
+            res = tells[key]  # tell at ratio 0 is anchored SFT: the same mixture, seed and steps
         else:
             res = run_cell(cell_config(cfg, where, cell["method"], cell["seed"], **changes), prepared)
         if cell["method"] == "tell":
-            tells[(cell["task_tokens"], cell["ratio"], cell["seed"])] = res
+            tells[key] = res
         results.append({**cell, "metrics": res["metrics"], "cost": res["cost"], "run_dir": res["run_dir"]})
+    if "base" in cfg.sweep.methods:
+        base = base_cell(cfg, out / "base")
+        results += [{**base, "task_tokens": int(t), "ratio": 0.0, "seed": seed}
+                    for seed in cfg.sweep.seeds for t in cfg.sweep.task_tokens]
     total = time.perf_counter() - start
     rows = flat_rows(results)
     score = primary_score(rows)
@@ -77,6 +115,7 @@ def sweep(cfg: Config, out: Path | None = None) -> dict:
         "cells": len(results), "total_seconds": round(total, 1),
         "sum_of_cell_seconds": round(sum(r["cost"].get("wall_seconds") or 0 for r in results), 1),
         "primary_score": score, "curves": curves(rows, score), "multiplier": multipliers(rows, score, cfg),
+        "over_budget": [cell_name(c) for c in over_budget(cfg)], "max_train_tokens": cfg.sweep.max_train_tokens,
         "assumptions": assumptions(cfg), "anchor": prepared.anchor,
     }
     write_json_atomic(out / "sweep.json", {"summary": summary, "rows": rows})

@@ -123,6 +123,9 @@ class SweepConfig(Section):
     task_tokens: list[PositiveInt] = Field(default_factory=lambda: [1000, 10000], min_length=1)
     methods: list[Method] = Field(default_factory=lambda: ["tell", "sft"])
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    # Skip cells that would train on more tokens than this (mixture tokens x epochs): the largest
+    # ratio that fits then differs per scale. Skipped cells are listed in the report.
+    max_train_tokens: PositiveInt | None = None
 
 
 class ProbeConfig(Section):

@@ -21,6 +21,8 @@ def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple
         series = {}
         for method, by_t in curves.items():
             pts = by_t.get(t) or by_t.get(str(t))
+            if not pts and method == "general-only":  # runs at one scale only; it uses no task data
+                pts = next(iter(by_t.values()))
             if not pts:
                 continue
             if len(pts) == 1:  # ratio-free method: draw it flat across the swept ratios
@@ -46,6 +48,9 @@ def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple
     md += [md_table(["task tokens", "TELL ratio", "TELL score", "SFT tokens needed", "multiplier",
                      "interval", "note"], mrows) if mrows else "(needs tell and sft in sweep.methods)", ""]
 
+    if summary.get("over_budget"):
+        md += [f"Left out as over `sweep.max_train_tokens` ({summary['max_train_tokens']} training tokens): "
+               + ", ".join(f"`{n}`" for n in summary["over_budget"]) + ".", ""]
     md += ["## All cells", ""]
     cols = ["method", "task_tokens", "ratio", "seed", score, "train_tokens", "optimizer_steps", "wall_seconds"]
     md += [md_table(cols, [[r.get(c) for c in cols] for r in rows]), ""]

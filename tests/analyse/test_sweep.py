@@ -1,6 +1,6 @@
 import json
 
-from tellkit.analyse.sweep import _tokens_for, cell_name, grid
+from tellkit.analyse.sweep import _tokens_for, cell_name, grid, over_budget
 from tellkit.api import load
 from tellkit.cli import main
 
@@ -18,6 +18,22 @@ def test_grid_has_no_duplicate_cells_and_ratio_free_methods_run_once(config_file
         if c["method"] == "sft-matched":
             twin = {**c, "method": "tell"}
             assert twin in cells[:i]
+
+
+def test_budget_leaves_out_large_cells_and_general_only_runs_once_per_seed_at_its_largest_volume(config_file):
+    cfg = load(config_file, ["sweep.ratios=[0,3,30]", "sweep.task_tokens=[1000,10000]", "sweep.seeds=[0,1]",
+                             "sweep.methods=[tell,sft,general-only,base]", "sweep.max_train_tokens=40000",
+                             "train.epochs=1"])
+    names = [cell_name(c) for c in grid(cfg)]
+    # 10k tokens at ratio 30 is 310k training tokens: over the budget; ratio 3 (40k) just fits
+    assert "tell-t10000-r30-s0" not in names and "tell-t10000-r3-s0" in names and "tell-t1000-r30-s0" in names
+    assert "tell-t10000-r30-s0" in {cell_name(c) for c in over_budget(cfg)}
+    # general-only: one cell per seed, at the largest general volume that fits (1k x 30 and 10k x 3 tie at 30k;
+    # goes to the smaller scale), never at ratio 0; base is evaluated outside the grid
+    general = [n for n in names if n.startswith("general-only")]
+    assert general == ["general-only-t1000-r30-s0", "general-only-t1000-r30-s1"]
+    assert not any(n.startswith("base") for n in names)
+    assert names.index("tell-t10000-r3-s0") < names.index("tell-t1000-r0-s1")  # seeds outermost
 
 
 def test_multiplier_interpolation():
@@ -46,3 +62,18 @@ def test_sweep_runs_resumes_and_never_reruns_a_finished_cell(config_file, capsys
     after = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/adapter/adapter_model.safetensors")}
     changed = [p.parent.parent.name for p in stamps if after[p] != stamps[p]]
     assert changed == ["tell-t150-r2-s0"]
+
+
+def test_sweep_reuses_tell_at_ratio_0_for_sft_anchor_and_evaluates_base_once(config_file, capsys):
+    args = ["sweep", str(config_file), "sweep.ratios=[2,0]", "sweep.task_tokens=[150]", "sweep.seeds=[0,1]",
+            "sweep.methods=[sft+anchor,tell,base]", "eval.max_new_tokens=4", "train.max_steps=2",
+            "sweep.max_train_tokens=400"]
+    assert main(args) == 0, capsys.readouterr().err
+    out = config_file.parent / "run"
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    trained = sorted(p.name for p in (out / "cells").iterdir())
+    assert trained == ["tell-t150-r0-s0", "tell-t150-r0-s1"]  # ratio 2 (450 tokens) is over the budget
+    by = {(r["method"], r["seed"]): r for r in rows}
+    assert by[("sft+anchor", 0)]["train_tokens"] == by[("tell", 0)]["train_tokens"] > 0
+    assert [r["method"] for r in rows].count("base") == 2 and (out / "base" / "scores.json").exists()
+    assert "tell-t150-r2-s0" in (out / "report.md").read_text()
