@@ -51,7 +51,7 @@ def grid_table(rows: list[dict]) -> list[str]:
     table = []
     for (t, m, r), rs in sorted(cells.items(), key=lambda kv: (kv[0][0], METHOD_ORDER.index(kv[0][1]), kv[0][2])):
         table.append([t, m, f"{r:g}", len(rs), *[fmt_ci(mean_ci_over_seeds([x[s] for x in rs])) for s in scores],
-                      f"{_mean([x['train_tokens'] for x in rs]):.0f}", f"{_mean([x['optimizer_steps'] for x in rs]):.0f}"])
+                      *[f"{_mean([x[k] for x in rs]):.0f}" for k in ("train_tokens", "optimizer_steps")]])
     return [md_table(["task tokens", "method", "ratio", "seeds", *scores, "train tokens", "steps"], table), ""]
 
 
@@ -59,13 +59,21 @@ def difference_table(rows: list[dict], score: str) -> list[str]:
     """TELL at each ratio minus each baseline at the same scale (Welch interval over seeds)."""
     cells = _by_cell(rows)
     general = [x[score] for (t, m, r), rs in cells.items() if m == "general-only" for x in rs]
+    means = {key: _mean([x[score] for x in rs]) for key, rs in cells.items()}
+    best = {}  # scale -> TELL's best ratio (the controls without task data are compared there only)
+    for (t, m, r), v in sorted(means.items()):
+        if m == "tell" and (t not in best or v > means[(t, "tell", best[t])]):
+            best[t] = r
     out = []
     for (t, m, r), rs in sorted(cells.items()):
         if m != "tell":
             continue
         tell = [x[score] for x in rs]
         for other in ("sft", "sft+anchor", "sft-matched", "general-only", "base"):
-            vals = general if other == "general-only" else [x[score] for x in cells.get((t, other, 0.0 if other != "sft-matched" else r), [])]
+            if other in ("general-only", "base") and r != best[t]:
+                continue
+            same = (t, other, r if other == "sft-matched" else 0.0)
+            vals = general if other == "general-only" else [x[score] for x in cells.get(same, [])]
             if not vals or (other == "sft+anchor" and r == 0):
                 continue
             d = difference_ci(tell, vals)
@@ -81,9 +89,10 @@ def sweep_section(name: str) -> list[str]:
     data = json.loads((folder / "sweep.json").read_text())
     s, rows = data["summary"], data["rows"]
     score = s["primary_score"]
+    left_out = sorted({n.rsplit("-s", 1)[0] for n in s.get("over_budget") or []})
     md = [f"Primary score `{score}`; {s['cells']} rows; sweep wall {s['total_seconds']:.0f} s "
           f"(sum of the cells' training time {s['sum_of_cell_seconds']:.0f} s). Training-token budget per cell "
-          f"{s.get('max_train_tokens')}; left out as over it: {', '.join(s.get('over_budget') or []) or 'none'}.", ""]
+          f"{s.get('max_train_tokens')}; left out as over it (every seed): {', '.join(left_out) or 'none'}.", ""]
     md += grid_table(rows)
     md += difference_table(rows, score)
     mult = [[m["task_tokens"], f"{m['tell_ratio']:g}", f"{m['tell_score']:.3f}", _num(m["sft_tokens_needed"]),
@@ -108,7 +117,8 @@ def probe_section(name: str) -> list[str]:
     rows = [[model, pair, f"{m['probe_accuracy']:.3f} ± {m['probe_accuracy_std']:.3f}",
              f"{m['centroid_cosine_distance']:.4f}", f"{m['silhouette']:.3f}"]
             for model, block in r["models"].items() for pair, m in block["metrics"].items()]
-    md = [f"Layer {r['layer']} of {r['n_layers']}, {r['pooling']}-token pooling, {r['n_queries']} queries per group; "
+    n = " / ".join(f"{v} {k}" for k, v in r["n_queries"].items())
+    md = [f"Layer {r['layer']} of {r['n_layers']}, {r['pooling']}-token pooling, {n} queries; "
           f"adapter: `{Path(r['run_dir']).name if r.get('run_dir') else '–'}`.", "",
           md_table(["model", "groups", "probe accuracy", "centroid cos. dist.", "silhouette"], rows), ""]
     for png in sorted(folder.glob("*.png")):

@@ -66,7 +66,10 @@ from .separation import separation_metrics, tsne_2d
 log = logging.getLogger(__name__)
 
 GROUPS = ("task+anchor", "task", "general")
-COMPARISONS = {"task+anchor_vs_general": "task+anchor", "task_vs_general": "task"}  # name -> task-side group
+# name -> (group labelled 1, group labelled 0). The last pair measures how far the anchor moves the very
+# same task queries, which a ceiling-level task-vs-general probe cannot show.
+COMPARISONS = {"task+anchor_vs_general": ("task+anchor", "general"), "task_vs_general": ("task", "general"),
+               "task+anchor_vs_task": ("task+anchor", "task")}
 
 
 # --------------------------------------------------------------------------- layers and states
@@ -273,11 +276,11 @@ def merge_adapter(model, adapter: Path):
 
 def _model_block(states: dict[str, np.ndarray], seed: int, tsne_path: Path, title: str) -> dict:
     metrics = {}
-    for name, group in COMPARISONS.items():
-        if group not in states:
+    for name, (a, b) in COMPARISONS.items():
+        if a not in states or b not in states:
             continue
-        X = np.vstack([states[group], states["general"]])
-        y = np.r_[np.ones(len(states[group]), int), np.zeros(len(states["general"]), int)]
+        X = np.vstack([states[a], states[b]])
+        y = np.r_[np.ones(len(states[a]), int), np.zeros(len(states[b]), int)]
         metrics[name] = separation_metrics(X, y, seed=seed)
     names = [g for g in GROUPS if g in states]
     X = np.vstack([states[g] for g in names])

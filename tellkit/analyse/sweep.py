@@ -21,6 +21,7 @@ import numpy as np
 
 from ..api import prepare
 from ..config import Config
+from ..errors import ConfigError
 from ..evaluate.bootstrap import mean_ci_over_seeds
 from ..io import write_json_atomic, write_text_atomic
 from ..validate import validate
@@ -83,9 +84,11 @@ def cell_name(cell: dict) -> str:
 def sweep(cfg: Config, out: Path | None = None) -> dict:
     out = Path(out or cfg.output.dir)
     if "sft-matched" in cfg.sweep.methods and "tell" not in cfg.sweep.methods:
-        from ..errors import ConfigError
-
         raise ConfigError("sweep.methods has sft-matched but not tell: sft-matched copies tell's compute")
+    chosen = cfg.sweep.score
+    if chosen and chosen.split("/")[0] not in cfg.eval.metrics:
+        raise ConfigError(f"sweep.score {chosen!r} needs metric {chosen.split('/')[0]!r} in eval.metrics "
+                          f"(now {list(cfg.eval.metrics)})")
     start = time.perf_counter()
     prepared = prepare(cfg)
     validate(cfg, check_output=False, prepared=prepared)  # bad data/metrics/ratio fail before any cell trains
@@ -110,7 +113,7 @@ def sweep(cfg: Config, out: Path | None = None) -> dict:
                     for seed in cfg.sweep.seeds for t in cfg.sweep.task_tokens]
     total = time.perf_counter() - start
     rows = flat_rows(results)
-    score = primary_score(rows)
+    score = primary_score(rows, cfg.sweep.score)
     summary = {
         "cells": len(results), "total_seconds": round(total, 1),
         "sum_of_cell_seconds": round(sum(r["cost"].get("wall_seconds") or 0 for r in results), 1),
@@ -139,10 +142,14 @@ def flat_rows(results: list[dict]) -> list[dict]:
     return rows
 
 
-def primary_score(rows: list[dict]) -> str:
+def primary_score(rows: list[dict], chosen: str | None = None) -> str:
     from ..report.compare_report import HEADLINE_ORDER
 
     keys = {k for r in rows for k in r if "/" in k}
+    if chosen:
+        if chosen not in keys:
+            raise ConfigError(f"sweep.score {chosen!r} is not a score of this sweep; choose one of {sorted(keys)}")
+        return chosen
     return next((k for k in HEADLINE_ORDER if k in keys), sorted(keys)[0] if keys else "")
 
 

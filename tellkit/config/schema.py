@@ -126,6 +126,9 @@ class SweepConfig(Section):
     # Skip cells that would train on more tokens than this (mixture tokens x epochs): the largest
     # ratio that fits then differs per scale. Skipped cells are listed in the report.
     max_train_tokens: PositiveInt | None = None
+    # The score the curves and the multiplier use ("metric/score", e.g. json/strict); None = the first
+    # headline score (label/accuracy, then json/strict, chrF, ...).
+    score: str | None = Field(None, pattern=r"^[\w+-]+/[\w+-]+$")
 
 
 class ProbeConfig(Section):

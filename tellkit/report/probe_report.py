@@ -42,6 +42,11 @@ def probe_markdown(result: dict) -> str:
             md += [f"- **{model}**: the anchor changes probe accuracy by "
                    f"{with_['probe_accuracy'] - without['probe_accuracy']:+.3f} and the centroid cosine distance "
                    f"by {with_['centroid_cosine_distance'] - without['centroid_cosine_distance']:+.3f}."]
+        if "task+anchor_vs_task" in m:
+            shift = m["task+anchor_vs_task"]
+            md += [f"- **{model}**: the anchor moves the same task queries by a centroid cosine distance of "
+                   f"{shift['centroid_cosine_distance']:.4f} (probe accuracy {shift['probe_accuracy']:.3f} tells "
+                   "anchored from unanchored)."]
     if md[-1].startswith("- "):
         md += [""]
     plain = result.get("models", {}).get("base", {}).get("metrics", {}).get("task_vs_general", {})

@@ -93,7 +93,7 @@ def test_probe_base(config_file):
     assert result["anchor"] == "ANCHOR: colour task."
     assert list(result["models"]) == ["base"]
     base = result["models"]["base"]
-    assert set(base["metrics"]) == {"task+anchor_vs_general", "task_vs_general"}
+    assert set(base["metrics"]) == {"task+anchor_vs_general", "task_vs_general", "task+anchor_vs_task"}
     for m in base["metrics"].values():
         assert METRIC_KEYS <= set(m) and (m["n_task"], m["n_general"]) == (8, 8)
     assert (out / base["tsne"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -116,7 +116,7 @@ def test_probe_base_and_adapter(config_file):
     assert list(result["models"]) == ["base", "adapter"]
     assert result["layer"] == 2 and result["pooling"] == "mean"
     for block in result["models"].values():
-        assert set(block["metrics"]) == {"task+anchor_vs_general", "task_vs_general"}
+        assert set(block["metrics"]) == {"task+anchor_vs_general", "task_vs_general", "task+anchor_vs_task"}
         assert (config_file.parent / "probe-run" / block["tsne"]).is_file()
     assert "adapter" in (config_file.parent / "probe-run" / "probe.md").read_text()
 

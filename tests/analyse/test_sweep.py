@@ -1,6 +1,9 @@
 import json
 
-from tellkit.analyse.sweep import _tokens_for, cell_name, grid, over_budget
+import pytest
+
+from tellkit.analyse.sweep import _tokens_for, cell_name, grid, over_budget, primary_score
+from tellkit.errors import ConfigError
 from tellkit.api import load
 from tellkit.cli import main
 
@@ -34,6 +37,20 @@ def test_budget_leaves_out_large_cells_and_general_only_runs_once_per_seed_at_it
     assert general == ["general-only-t1000-r30-s0", "general-only-t1000-r30-s1"]
     assert not any(n.startswith("base") for n in names)
     assert names.index("tell-t10000-r3-s0") < names.index("tell-t1000-r0-s1")  # seeds outermost
+
+
+def test_primary_score_is_the_headline_unless_the_user_picks_one():
+    rows = [{"method": "tell", "label/accuracy": 0.6, "json/strict": 0.9}]
+    assert primary_score(rows) == "label/accuracy"
+    assert primary_score(rows, "json/strict") == "json/strict"
+    with pytest.raises(ConfigError, match="json/schema.*choose one of"):
+        primary_score(rows, "json/schema")
+
+
+def test_sweep_score_from_a_metric_not_evaluated_is_a_one_line_error(config_file, capsys):
+    assert main(["sweep", str(config_file), "sweep.score=label/accuracy"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sweep.score" in err[0] and "eval.metrics" in err[0]
 
 
 def test_multiplier_interpolation():
