@@ -90,8 +90,8 @@ def sweep_section(name: str) -> list[str]:
     s, rows = data["summary"], data["rows"]
     score = s["primary_score"]
     left_out = sorted({n.rsplit("-s", 1)[0] for n in s.get("over_budget") or []})
-    md = [f"Primary score `{score}`; {s['cells']} rows; sweep wall {s['total_seconds']:.0f} s "
-          f"(sum of the cells' training time {s['sum_of_cell_seconds']:.0f} s). Training-token budget per cell "
+    md = [f"Primary score `{score}`; {s['cells']} rows; the cells' training time sums to "
+          f"{s['sum_of_cell_seconds'] / 60:.0f} min (evaluation not included). Training-token budget per cell "
           f"{s.get('max_train_tokens')}; left out as over it (every seed): {', '.join(left_out) or 'none'}.", ""]
     md += grid_table(rows)
     md += difference_table(rows, score)

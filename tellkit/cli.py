@@ -107,9 +107,10 @@ def _cmd_sweep(a) -> None:
     out = Path(cfg.output.dir)
     for m in summary["multiplier"]:
         bound = "<=" if "upper bound" in m["note"] else ""
-        mult = "n/a" if m["multiplier"] is None else f"{bound}{m['multiplier']:.2f}x"
-        print(f"{m['task_tokens']} task tokens: TELL {m['tell_score']:.3f} at ratio {m['tell_ratio']:g}; "
-              f"SFT needs {mult} the task data {m['note']}")
+        need = (f"SFT needs {bound}{m['multiplier']:.2f}x the task data" if m["multiplier"] is not None
+                else "SFT never reaches it within the swept scales")
+        note = f" ({m['note']})" if m["note"] and m["multiplier"] is not None else ""
+        print(f"{m['task_tokens']} task tokens: TELL {m['tell_score']:.3f} at ratio {m['tell_ratio']:g}; {need}{note}")
     print(f"sweep: {out / 'sweep.csv'} and {out / 'sweep.json'}")
     print(f"report: {out / 'report.md'} and {out / 'report.html'}")
 

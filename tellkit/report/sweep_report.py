@@ -18,6 +18,8 @@ def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple
 
     md += ["## Emergence: score vs general:task ratio", ""]
     for t in sorted({r["task_tokens"] for r in rows}):
+        ran = {r["ratio"] for r in rows if r["task_tokens"] == t and r["method"] in ("tell", "sft-matched")}
+        xs = sorted(ran or set(cfg.sweep.ratios))  # the ratios this scale ran (a budget may cut some)
         series = {}
         for method, by_t in curves.items():
             pts = by_t.get(t) or by_t.get(str(t))
@@ -26,7 +28,7 @@ def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple
             if not pts:
                 continue
             if len(pts) == 1:  # ratio-free method: draw it flat across the swept ratios
-                pts = [{**pts[0], "x": x} for x in sorted(set(cfg.sweep.ratios))]
+                pts = [{**pts[0], "x": x} for x in xs]
             series[method] = pts
         name = f"ratio_curve_t{t}.png"
         plot_ratio_curves(series, score, out / name)
