@@ -63,10 +63,10 @@ def grid(cfg: Config) -> list[dict]:
 
     general-only uses no task data, so it depends only on its general tokens: it runs once per seed, at
     the largest general volume (ratio x task tokens) that fits. base is evaluated once."""
-    cells = [c for c in _candidates(cfg) if _fits(cfg, c) and c["method"] not in ("general-only", "base")]
+    fitting = [c for c in _candidates(cfg) if _fits(cfg, c)]
+    cells = [c for c in fitting if c["method"] not in ("general-only", "base")]
     for seed in cfg.sweep.seeds:
-        general = [c for c in _candidates(cfg) if c["method"] == "general-only" and c["seed"] == seed
-                   and _fits(cfg, c)]
+        general = [c for c in fitting if c["method"] == "general-only" and c["seed"] == seed]
         if general:
             cells.append(max(general, key=lambda c: (c["ratio"] * c["task_tokens"], -c["task_tokens"])))
     return cells
