@@ -116,7 +116,9 @@ def sweep(cfg: Config, out: Path | None = None) -> dict:
     score = primary_score(rows, cfg.sweep.score)
     summary = {
         "cells": len(results), "total_seconds": round(total, 1),
-        "sum_of_cell_seconds": round(sum(r["cost"].get("wall_seconds") or 0 for r in results), 1),
+        # per run folder: sft+anchor reuses tell's ratio-0 run and base rows share one evaluation
+        "sum_of_cell_seconds": round(sum({r["run_dir"]: r["cost"].get("wall_seconds") or 0
+                                          for r in results}.values()), 1),
         "primary_score": score, "curves": curves(rows, score), "multiplier": multipliers(rows, score, cfg),
         "over_budget": [cell_name(c) for c in over_budget(cfg)], "max_train_tokens": cfg.sweep.max_train_tokens,
         "assumptions": assumptions(cfg), "anchor": prepared.anchor,
