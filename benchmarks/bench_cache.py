@@ -42,7 +42,7 @@ def main() -> None:
         model_path = common.resolve(a.model, work)
         d = work / f"corpus-{a.tokens:.0e}"
         if not (d / "cfg.yaml").exists():
-            from tellkit.models.resolve import load_tokenizer
+            from tellkit.models import load_tokenizer
 
             make_corpus(d, int(a.tokens), common.tokens_per_word(load_tokenizer(model_path)), model_path)
         shutil.rmtree(d / "cache", ignore_errors=True)

@@ -40,7 +40,7 @@ def main() -> None:
 
     work = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="tellkit-bench-mix-"))
     model_path = common.resolve(a.model, work)
-    from tellkit.models.resolve import load_tokenizer
+    from tellkit.models import load_tokenizer
 
     tpw = common.tokens_per_word(load_tokenizer(model_path))
     print(f"machine: {common.machine()}; tokenizer: {a.model}\n")

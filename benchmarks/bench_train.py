@@ -1,167 +1,228 @@
-"""Training throughput: tellkit's packed rows vs a plain padded HF Trainer, same model, data, LoRA.
+"""Training speed and memory, side by side: tellkit, the plain HF path it replaced, and TRL's SFTTrainer.
 
-    python benchmarks/bench_train.py                               # tiny random model, ~1 min
-    python benchmarks/bench_train.py --model smollm2-135m-instruct # the default model, a few minutes
+    python benchmarks/bench_train.py --model smollm2-135m-instruct --shape 8x512      # every arm, ~25 min
+    python benchmarks/bench_train.py --model smollm2-135m-instruct --sweep            # tellkit, rows 1/2/4/8 x 512/1024
+    python benchmarks/bench_train.py                                                  # tiny random model, ~1 min
 
-Both arms train the same TELL mixture of varied-length examples for --steps
-optimizer steps and count real (non-pad) tokens per second of wall time
-around `trainer.train()` (first step and the final checkpoint included in both).
-Each arm runs twice, in the order packed, padded, padded, packed, and its
-throughput is its tokens over its time summed over both runs, so a drift in
-machine load during the run affects both arms alike.
-Packed: tellkit.train.trainer.train_mixture (batch_size rows of max_length).
-Padded: transformers.Trainer with its default random sampler and
-DataCollatorForSeq2Seq (pad to the longest example of each batch), with as many
-examples per step as the packed rows hold on average.
+TRL is an optional dependency of this benchmark only: `pip install trl==1.16.0` (without it the TRL
+arms are skipped and say so).
+
+Every arm trains the same pre-tokenized data: examples of max_length/4 tokens (the first 20% a
+masked prompt, the rest supervised), `rows x 4` examples per optimizer step, so a micro-batch is
+always rows x max_length real tokens and no arm pads (the comparison is of the training step, not of
+the batching). Arms:
+- tellkit: `train_mixture` (one padding-free row, per-example attention, fused loss on supervised
+  positions); `+ckpt`: with train.gradient_checkpointing; `+mmap`: with glibc's
+  MALLOC_MMAP_THRESHOLD_=65536 (large temporaries go back to the OS when freed, not kept in the heap);
+- hf-packed: what tellkit did before (rows of max_length holding 4 examples, position-id restarts, so
+  transformers builds a block-diagonal mask; the model's own loss over full-vocabulary logits);
+- trl-padded / trl-packed (bfd): TRL's SFTTrainer with its defaults (gradient checkpointing on) and
+  with it off (`-nockpt`); completion-only loss, the same LoRA.
+Each arm runs in its own process (peak RSS is that process's; on GPU, max_memory_allocated); tok/s
+counts the steps after the first (warm-up).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 import common
+
+ARMS = ["tellkit", "tellkit+mmap", "tellkit+ckpt", "hf-packed", "trl-padded", "trl-padded-nockpt", "trl-packed", "trl-packed-nockpt"]
+LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": "all-linear"}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="tiny")
-    ap.add_argument("--steps", type=int, help="optimizer steps per run (default 12 tiny, 8 otherwise)")
-    ap.add_argument("--batch-size", type=int, help="packed rows per step (default 4 tiny, 1 otherwise)")
-    ap.add_argument("--max-length", type=int, default=1024)
-    ap.add_argument("--bf16", default="auto", choices=["auto", "true", "false"])
-    ap.add_argument("--general-examples", type=int, default=2000)
+    ap.add_argument("--shape", default="8x512", help="ROWSxMAX_LENGTH of one micro-batch")
+    ap.add_argument("--steps", type=int, default=4, help="optimizer steps per arm (the first is warm-up)")
+    ap.add_argument("--arms", default=",".join(ARMS))
+    ap.add_argument("--sweep", action="store_true", help="tellkit only, rows 1/2/4/8 x max_length 512/1024")
+    ap.add_argument("--arm", help=argparse.SUPPRESS)  # internal: run one arm in this process
+    ap.add_argument("--model-path", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    tiny = a.model in ("tiny", "tiny-random")
-    steps = a.steps or (12 if tiny else 8)
-    rows_per_step = a.batch_size or (4 if tiny else 1)
-    load0 = os.getloadavg()[0]
-
+    if a.arm:
+        rows, length = map(int, a.shape.split("x"))
+        print("RESULT " + json.dumps(run_arm(a.arm, a.model_path, rows, length, a.steps)))
+        return
     with tempfile.TemporaryDirectory(prefix="tellkit-bench-train-") as tmp:
-        d = Path(tmp)
-        model_path = common.resolve(a.model, d)
-        os.environ["TELLKIT_CACHE"] = str(d / "cache")  # after resolving: the model conversion stays cached
-        from tellkit import api
-        from tellkit.models.resolve import load_tokenizer
-
-        tpw = common.tokens_per_word(load_tokenizer(model_path))
-        common.write_jsonl(d / "task.jsonl", common.task_rows(100))
-        common.write_jsonl(d / "general.jsonl", common.general_rows(a.general_examples, 1, tpw,
-                                                                     max_tokens=int(1.2 * a.max_length)))
-        bf16 = {"auto": "auto", "true": True, "false": False}[a.bf16]
-        cfg_path = common.write_config(d, model_path, "general.jsonl", ratio=60, max_steps=steps,
-                                       batch_size=rows_per_step, max_length=a.max_length, bf16=bf16,
-                                       save_steps=10_000, lr=1e-4)
-        cfg = api.load(cfg_path)
-        prepared = api.prepare(cfg)
-        mixture = api.mix(cfg, prepared=prepared)
-        packed = run_packed(cfg, prepared, mixture, d / "packed-1")
-        padded = run_padded(cfg, prepared, mixture, d / "padded-1", packed["examples_per_row"])
-        again = run_padded(cfg, prepared, mixture, d / "padded-2", packed["examples_per_row"])
-        for k in ("tokens", "wall"):
-            padded[k] += again[k]
-        again = run_packed(cfg, prepared, mixture, d / "packed-2")
-        for k in ("tokens", "wall"):
-            packed[k] += again[k]
-        packed["tok_s"], padded["tok_s"] = (x["tokens"] / x["wall"] for x in (packed, padded))
-
-    lengths = packed["lengths"]
-    print(f"\nmachine: {common.machine()} (at the end; {load0:.1f} at the start); bf16={packed['bf16']}\n")
-    print("| model | max_length | steps x runs | packed batch | padded batch | example tokens p10/p50/mean/p90 "
-          "| packing eff. | padding eff. | order kept (mean/max displacement, examples) "
-          "| tellkit packed tok/s | padded HF tok/s | speed-up |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    p10, p50, p90 = np.percentile(lengths, [10, 50, 90])
-    print(f"| {a.model} | {a.max_length} | {steps} x 2 | {rows_per_step} rows x {a.max_length} "
-          f"| {padded['batch']} examples | {p10:.0f}/{p50:.0f}/{lengths.mean():.0f}/{p90:.0f} "
-          f"| {packed['efficiency']:.1%} | {padded['efficiency']:.1%} "
-          f"| {packed['displacement'][0]:.0f}/{packed['displacement'][1]} "
-          f"| {packed['tok_s']:.0f} | {padded['tok_s']:.0f} | {packed['tok_s'] / padded['tok_s']:.2f}x |")
-    packing_table()
+        model_path = common.resolve(a.model, Path(tmp))
+        cases = ([("tellkit", f"{r}x{n}") for n in (512, 1024) for r in (1, 2, 4, 8)] if a.sweep
+                 else [(arm, a.shape) for arm in a.arms.split(",")])
+        results = [child(arm, shape, model_path, a.steps) for arm, shape in cases]
+    print(f"\nmachine: {common.machine()}; {cpu_flags()}; model {a.model}, {a.steps} steps per arm\n")
+    print("| arm | micro-batch | examples/step | dtype | gradient ckpt | real tok/s | peak memory GiB | vs tellkit tok/s |")
+    print("|---|---|---|---|---|---|---|---|")
+    base = next((r for r in results if r.get("arm") == "tellkit"), None)
+    for r in results:
+        if "skipped" in r:
+            print(f"| {r['arm']} | {r['shape']} | | | | skipped: {r['skipped']} | | |")
+            continue
+        rel = f"{r['tok_s'] / base['tok_s']:.2f}x" if base and r["shape"] == base["shape"] else ""
+        print(f"| {r['arm']} | {r['shape']} | {r['examples']} | {r['dtype']} | {r['ckpt']} | {r['tok_s']:.1f} "
+              f"| {r['peak_gib']:.2f} | {rel} |")
 
 
-def packing_table() -> None:
-    """The packer alone on 20,000 synthetic lengths per distribution (no model needed)."""
-    from tellkit.train.packing import efficiency, pack
+def child(arm: str, shape: str, model_path: str, steps: int) -> dict:
+    """One arm in a fresh process, so its peak memory is its own."""
+    cmd = [sys.executable, __file__, "--arm", arm, "--shape", shape, "--model-path", model_path, "--steps", str(steps)]
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"} | ({"MALLOC_MMAP_THRESHOLD_": "65536"} if "mmap" in arm else {})
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    line = next((ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        return {"arm": arm, "shape": shape, "skipped": (p.stderr.strip().splitlines() or ["failed"])[-1][:120]}
+    out = json.loads(line[7:])
+    print(f"{arm} {shape}: {out.get('tok_s', 0):.1f} tok/s, {out.get('peak_gib', 0):.2f} GiB", flush=True)
+    return out
+
+
+def cpu_flags() -> str:
+    import torch
+
+    flags = set(Path("/proc/cpuinfo").read_text().split("flags")[1].split("\n")[0].split()) if Path("/proc/cpuinfo").exists() else set()
+    want = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"CPU flags {'/'.join(want) or 'none of avx2/avx512'}; {gpu}"
+
+
+def examples(rows: int, length: int, steps: int, vocab: int) -> list[dict]:
+    import numpy as np
 
     rng = np.random.default_rng(0)
-    cases = [("log-normal median 150, sigma 1.0", np.clip(rng.lognormal(np.log(150), 1.0, 20000), 8, 1024), 1024),
-             ("log-normal median 250, sigma 0.9", np.clip(rng.lognormal(np.log(250), 0.9, 20000), 8, 1024), 1024),
-             ("uniform 10-120", rng.integers(10, 120, 20000), 256),
-             ("uniform 8-1024", rng.integers(8, 1024, 20000), 1024),
-             ("uniform 30-100 (hard: items up to 78% of a row)", rng.integers(30, 100, 20000), 128)]
-    print("\n| example lengths | max_length | packing eff. | displacement mean / p99 / max (examples) |")
-    print("|---|---|---|---|")
-    for name, lengths, max_length in cases:
-        lengths = lengths.astype(np.int64)
-        rows = pack(lengths, max_length)
-        d = displacement(rows)
-        print(f"| {name} | {max_length} | {efficiency(lengths, rows, max_length):.1%} "
-              f"| {d.mean():.0f} / {np.percentile(d, 99):.0f} / {d.max()} |")
+    n, prompt = length // 4, length // 20
+    out = []
+    for _ in range(rows * 4 * steps):
+        ids = rng.integers(3, vocab, n).tolist()
+        out.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
+    return out
 
 
-def displacement(rows: list[list[int]]) -> np.ndarray:
-    """|training position - mixture position| of every example."""
-    flat = np.concatenate(rows)
-    return np.abs(np.argsort(flat) - np.arange(len(flat)))
+class StepTimes:
+    """Wall time at the end of each optimizer step (a TrainerCallback, built lazily)."""
+
+    def __new__(cls):
+        from transformers import TrainerCallback
+
+        class _Times(TrainerCallback):
+            def __init__(self):
+                self.t = []
+
+            def on_step_end(self, args, state, control, **kw):
+                self.t.append(time.perf_counter())
+
+        return _Times()
 
 
-def run_packed(cfg, prepared, mixture, out: Path) -> dict:
-    from tellkit.train.packing import efficiency, pack
-    from tellkit.train.trainer import train_mixture
-
-    data = mixture.dataset()
-    lengths = np.asarray(data.select_columns(["n_tokens"]).with_format("numpy")["n_tokens"], dtype=np.int64)
-    rows = pack(lengths, cfg.train.max_length)  # what train_mixture does, for the order/efficiency columns
-    moved = displacement(rows)
-    stats = train_mixture(cfg, prepared.model_ref, mixture, out)
-    return {"tokens": stats["train_tokens"], "wall": stats["wall_seconds"], "efficiency": efficiency(lengths, rows, cfg.train.max_length),
-            "examples_per_row": len(lengths) / len(rows), "lengths": lengths, "bf16": stats["bf16"],
-            "displacement": (moved.mean(), int(moved.max()))}
-
-
-def run_padded(cfg, prepared, mixture, out: Path, examples_per_row: float) -> dict:
+def run_arm(arm: str, model_path: str, rows: int, length: int, steps: int) -> dict:
     import torch
+
+    from tellkit.models import load_tokenizer
+
+    vocab = load_tokenizer(model_path).vocab_size
+    data = examples(rows, length, steps, vocab)
+    times = StepTimes()
+    if arm.startswith("tellkit"):
+        dtype = train_tellkit(model_path, data, rows * 4, length, steps, "ckpt" in arm, times)
+    elif arm == "hf-packed":
+        dtype = train_hf_packed(model_path, data, rows, length, steps, times)
+    else:
+        dtype = train_trl(model_path, data, rows, length, steps, packed="packed" in arm,
+                          ckpt=not arm.endswith("nockpt"), times=times)
+    per_step = rows * length  # every example is real: no arm pads
+    tok_s = per_step * (len(times.t) - 1) / (times.t[-1] - times.t[0])
+    peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
+    return {"arm": arm, "shape": f"{rows}x{length}", "examples": rows * 4, "tok_s": tok_s, "peak_gib": peak,
+            "dtype": dtype, "ckpt": "ckpt" in arm and not arm.endswith("nockpt") or arm in ("trl-padded", "trl-packed")}
+
+
+def train_tellkit(model_path, data, batch_size, length, steps, ckpt, times) -> str:
+    import numpy as np
+    from datasets import Dataset
+
+    import tellkit.train.trainer as tt
+    from tellkit.config import Config
+    from tellkit.mix import Mixture
+
+    ds = Dataset.from_list([{**ex, "n_tokens": len(ex["input_ids"])} for ex in data])
+    mixture = Mixture(task=ds, general=None, order=np.stack([np.zeros(len(ds)), np.arange(len(ds))], 1).astype(np.int64))
+    cfg = Config.model_validate({
+        "model": {"name": model_path}, "task": {"path": "unused.jsonl"}, "mix": {"method": "sft"},
+        "lora": {"r": LORA["r"], "alpha": LORA["lora_alpha"], "dropout": 0.0},
+        "train": {"max_steps": steps, "batch_size": batch_size, "max_length": length, "lr": 1e-4,
+                  "save_steps": 10_000, "gradient_checkpointing": ckpt, "bf16": False}})
+    original = tt.Progress
+    tt.Progress = lambda tokens: times  # our step clock instead of the progress bar
+    try:
+        with tempfile.TemporaryDirectory() as out:
+            tt.train_mixture(cfg, model_path, mixture, Path(out))
+    finally:
+        tt.Progress = original
+    return "fp32"
+
+
+def _lora_model(model_path):
     from peft import LoraConfig, get_peft_model
-    from transformers import DataCollatorForSeq2Seq, PrinterCallback, Trainer, TrainingArguments, set_seed
 
-    from tellkit.models.resolve import load_model_and_tokenizer
-    from tellkit.train.trainer import use_bf16
+    from tellkit.models import load_model_and_tokenizer
 
-    t = cfg.train
-    set_seed(t.seed)
-    model, tok = load_model_and_tokenizer(prepared.model_ref, dtype=cfg.model.dtype)
+    model, tok = load_model_and_tokenizer(model_path, dtype="float32")
     model.config.use_cache = False
-    model = get_peft_model(model, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                                             target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
-    batch = max(1, round(t.batch_size * examples_per_row))
-    pad = DataCollatorForSeq2Seq(tok, padding="longest", label_pad_token_id=-100)
-    counts = {"real": 0, "slots": 0}
+    return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **LORA)), tok
 
-    def collate(features):
-        b = pad(features)
-        counts["real"] += int(b["attention_mask"].sum())
-        counts["slots"] += b["attention_mask"].numel()
-        return b
 
-    args = TrainingArguments(
-        output_dir=str(out), per_device_train_batch_size=batch, gradient_accumulation_steps=t.grad_accum,
-        max_steps=t.max_steps, learning_rate=t.lr, lr_scheduler_type=t.scheduler,
-        warmup_steps=int(t.warmup_ratio * t.max_steps), logging_steps=t.logging_steps, save_strategy="steps",
-        save_steps=t.save_steps, seed=t.seed, bf16=use_bf16(t.bf16), use_cpu=not torch.cuda.is_available(),
-        report_to="none", disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0)
-    trainer = Trainer(model=model, args=args, data_collator=collate,
-                      train_dataset=mixture.dataset().select_columns(["input_ids", "labels"]))
-    trainer.remove_callback(PrinterCallback)
-    start = time.perf_counter()
-    trainer.train()
-    wall = time.perf_counter() - start
-    return {"tokens": counts["real"], "wall": wall, "efficiency": counts["real"] / counts["slots"], "batch": batch}
+def train_hf_packed(model_path, data, rows, length, steps, times) -> str:
+    """tellkit before this change: max_length rows of 4 examples, block-diagonal SDPA mask from the
+    position-id restarts, the model's loss on full logits."""
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    model, _ = _lora_model(model_path)
+    packed = []
+    for i in range(0, len(data), 4):
+        group = data[i:i + 4]
+        packed.append({"input_ids": sum((e["input_ids"] for e in group), []),
+                       "labels": sum((e["labels"] for e in group), []),
+                       "position_ids": sum((list(range(len(e["input_ids"]))) for e in group), [])})
+
+    def collate(batch):
+        return {k: torch.tensor([b[k] for b in batch]) for k in ("input_ids", "labels", "position_ids")}
+
+    args = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=rows, max_steps=steps,
+                             learning_rate=1e-4, use_cpu=not torch.cuda.is_available(), report_to="none",
+                             save_strategy="no", disable_tqdm=True, remove_unused_columns=False)
+    Trainer(model=model, args=args, train_dataset=packed, data_collator=collate, callbacks=[times]).train()
+    return "fp32"
+
+
+def train_trl(model_path, data, rows, length, steps, packed, ckpt, times) -> str:
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from tellkit.models import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(model_path, dtype="float32")
+    ds = Dataset.from_list([{"input_ids": e["input_ids"], "completion_mask": [int(x != -100) for x in e["labels"]]}
+                            for e in data])
+    args = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=rows if packed else rows * 4,
+                     max_steps=steps, learning_rate=1e-4, max_length=length, packing=packed,
+                     packing_strategy="bfd", completion_only_loss=True, gradient_checkpointing=ckpt,
+                     use_cpu=not torch.cuda.is_available(), report_to="none", save_strategy="no",
+                     disable_tqdm=True, bf16=False)
+    SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
+               peft_config=LoraConfig(task_type="CAUSAL_LM", **LORA), callbacks=[times]).train()
+    return "fp32"
 
 
 if __name__ == "__main__":

@@ -7,87 +7,18 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from datasets import Dataset
-
-from .anchor import anchor_text
 from .config import Config, load_config
-from .data.cache import tokenized_dataset
-from .mix import Mixture, build_mixture
-from .models.resolve import load_tokenizer, resolve_model
+from .prepare import ANCHORED, Prepared, mix, prepare  # noqa: F401  (part of the public API)
 from .rundir import RunDir, training_hash
-
-ANCHORED = ("tell", "sft+anchor")  # methods whose task examples carry the anchor
+from .track import check_trackers
+from .train.memory import preflight
+from .validate import validate
 
 
 def load(path: str | Path, overrides: list[str] | None = None) -> Config:
     return load_config(path, overrides)
-
-
-@dataclass
-class Prepared:
-    """Tokenized data sources for one config, shared by every method of a comparison."""
-
-    cfg: Config
-    model_ref: str
-    tokenizer: object
-    anchor: str | None
-    infos: dict
-    tokenized: dict = field(default_factory=dict)  # (source, anchor) -> Dataset: hash and map each once
-
-    def task(self, anchored: bool) -> Dataset:
-        return self._tokenize("task", self.cfg.task, self.anchor if anchored else None)
-
-    def general(self) -> Dataset | None:
-        return self._tokenize("general", self.cfg.general, None) if self.cfg.general else None
-
-    def _tokenize(self, name: str, src, anchor: str | None) -> Dataset:
-        # Every method and sweep cell asks for the same sources; the on-disk cache would serve them,
-        # but only after re-hashing the whole source file each time.
-        if (name, anchor) in self.tokenized:
-            return self.tokenized[(name, anchor)]
-        ds, info = tokenized_dataset(src.path, src.format, src.columns, self.tokenizer,
-                                     max_length=self.cfg.train.max_length, anchor=anchor,
-                                     position=self.cfg.anchor.position, separator=self.cfg.anchor.separator,
-                                     name=name)
-        self.infos[f"{name}{'+anchor' if anchor else ''}"] = info
-        self.tokenized[(name, anchor)] = ds
-        return ds
-
-
-def prepare(cfg: Config) -> Prepared:
-    """Resolve the model and load its tokenizer (no weights): data errors surface before any heavy work."""
-    text = anchor_text(cfg.anchor)
-    ref = resolve_model(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code,
-                        allow_pickle=cfg.model.allow_pickle)
-    tok = load_tokenizer(ref, trust_remote_code=cfg.model.trust_remote_code)
-    return Prepared(cfg=cfg, model_ref=str(ref), tokenizer=tok, anchor=text, infos={})
-
-
-def mix(cfg: Config, out_dir: Path | None = None, *, prepared: Prepared | None = None,
-        match_tokens: int | None = None) -> Mixture:
-    """Build the mixture for cfg.mix.method and write mixture.jsonl + mixture.json to out_dir."""
-    p = prepared or prepare(cfg)
-    method = cfg.mix.method
-    if method == "tell" and p.anchor is None:
-        from .errors import ConfigError
-
-        raise ConfigError("mix.method=tell needs an anchor: set anchor.text or anchor.file")
-    budget_lengths = None
-    if cfg.task.token_budget and p.anchor is not None:  # every method picks the same examples
-        budget_lengths = p.task(anchored=True).data.column("n_tokens").to_numpy()
-    mixture = build_mixture(p.task(anchored=method in ANCHORED),
-                            p.general() if method in ("tell", "general-only") else None,
-                            cfg.mix, token_budget=cfg.task.token_budget, match_tokens=match_tokens,
-                            budget_lengths=budget_lengths, dev_fraction=cfg.eval.dev_fraction)
-    mixture.report["anchor"] = p.anchor if method in ANCHORED else None
-    mixture.report["anchor_position"] = cfg.anchor.position
-    mixture.report["data"] = p.infos
-    if out_dir is not None:
-        mixture.write(Path(out_dir))
-    return mixture
 
 
 def train(cfg: Config, *, overwrite: bool = False, prepared: Prepared | None = None,
@@ -100,24 +31,29 @@ def train(cfg: Config, *, overwrite: bool = False, prepared: Prepared | None = N
     # Under torchrun / accelerate launch every rank runs this; only global rank 0 writes the run
     # folder (claiming it, the mixture files, run.json), so ranks never race on it.
     main = int(os.environ.get("RANK", "0")) == 0
+    check_trackers(cfg)
     if main:
         run.check(cfg, overwrite=overwrite)  # the folder is usable (writes nothing)
     # model reference, anchor, every data line and the ratio are checked before the folder is claimed,
     # so a user error never leaves a failed run behind
     p = prepared or prepare(cfg)
     mixture = mix(cfg, None, prepared=p, match_tokens=match_tokens)
+    pre = preflight(cfg, mixture, p.model_ref)  # the step plan; raises when it would not fit in memory
+    if main:
+        print("\n".join(pre.lines()), flush=True)
     resuming = run.begin(cfg, overwrite=overwrite, resume=resume) if main else False
     try:
         if main:
             mixture.write(out)
-        stats = train_mixture(cfg, p.model_ref, mixture, out)
+        heldout = p.heldout() if len(mixture.dev_rows) else None  # general dev loss next to the task's
+        stats = train_mixture(pre.cfg, p.model_ref, mixture, out, plan=pre.plan, heldout=heldout)
     except BaseException as e:
         if main:
             run.fail(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
         raise
     if not main:
         return out
-    run.complete(mixture=mixture.report, train=stats, anchor=mixture.report["anchor"],
+    run.complete(mixture=mixture.report, train=stats, preflight=pre.summary(), anchor=mixture.report["anchor"],
                  anchor_position=cfg.anchor.position, model_ref=p.model_ref, resumed=resuming)
     return out
 
@@ -126,7 +62,6 @@ def run(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Path:
     """The whole pipeline for one config: mix, train, evaluate (when a test set is given), report."""
     from .evaluate.runner import evaluate_run
     from .report.run_report import write_run_report
-    from .validate import validate
 
     state = RunDir(cfg.output.dir).state()
     done = (not overwrite and state is not None and state.get("status") == "complete"
@@ -143,3 +78,28 @@ def run(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Path:
         evaluate_run(out, cfg=cfg)
     write_run_report(out)
     return out
+
+
+# --- using a finished run (a run folder, or a compare folder / its best/) ---------------------------
+
+def export(run_dir: str | Path, out: str | Path, *, gguf: bool = False, outtype: str = "f16") -> Path:
+    """Merge the run's adapter into its base model and write it (+ a GGUF file) to the new folder ``out``."""
+    from .ship.export import export_run
+
+    return export_run(run_dir, out, gguf=gguf, outtype=outtype)
+
+
+def predict(run_dir: str | Path, source: str, output: str | Path | None = None, *,
+            max_new_tokens: int | None = None, batch_size: int | None = None) -> int:
+    """Generate for every input of ``source`` (a data file, or "-" for stdin), anchor applied; JSONL to
+    ``output`` (default stdout). Returns the number of inputs."""
+    from .ship.predict import predict as run_predict
+
+    return run_predict(run_dir, source, output, max_new_tokens=max_new_tokens, batch_size=batch_size)
+
+
+def chat(run_dir: str | Path, *, max_new_tokens: int | None = None) -> int:
+    """Interactive chat on stdin/stdout with the anchor applied; returns the number of answered turns."""
+    from .ship.chat import chat as run_chat
+
+    return run_chat(run_dir, max_new_tokens=max_new_tokens)

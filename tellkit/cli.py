@@ -21,11 +21,14 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 def _cmd_validate(a) -> None:
     from .api import load
+    from .train.memory import preflight_lines
     from .validate import validate
 
     summary = validate(load(a.config, a.overrides), overwrite=a.overwrite)
     print(json.dumps(summary, indent=2, ensure_ascii=False))
-    print("ok: config, data, model and ratio are valid")
+    print("\n".join(preflight_lines(summary["training"])))
+    fits = ", and training fits in memory" if summary["training"]["memory"] else ""
+    print(f"ok: config, data, model and ratio are valid{fits}")
 
 
 def _cmd_mix(a) -> None:
@@ -87,13 +90,35 @@ def _cmd_compare(a) -> None:
     from pathlib import Path
 
     from .analyse.compare import compare
+    from .analyse.winner import verdict_table
     from .api import load
 
     cfg = load(a.config, a.overrides)
-    compare(cfg)
+    winner = compare(cfg, **_execution(a))["winner"]
     out = Path(cfg.output.dir)
+    print(verdict_table(winner))
+    print(f"winner: {winner['method']} by {winner['score']}. {winner['reason']}")
+    if winner["best_dir"]:
+        print(f"best/: {winner['best_dir']} -> {Path(winner['run_dir']).name}")
+        print("use it: " + "  |  ".join(winner["commands"]))
+    else:
+        print("no adapter handed over (base won): best/ is not written")
     print(f"comparison: {out / 'comparison.json'}")
     print(f"report: {out / 'report.md'} and {out / 'report.html'}")
+
+
+def _execution_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="run N cells at a time on this machine, each in its own process (one GPU each, "
+                        "or a share of the CPU cores)")
+    p.add_argument("--ray", metavar="auto|ADDRESS|local",
+                   help="run every cell as a Ray task: on the running cluster (auto), at ADDRESS, or on a new "
+                        "local instance (needs pip install 'tellkit[ray]'; see docs/scaling.md)")
+    p.add_argument("--cell-cpus", type=int, default=1, metavar="K", help="with --ray: CPUs each cell declares")
+
+
+def _execution(a) -> dict:
+    return {"workers": a.workers, "ray": a.ray, "cell_cpus": a.cell_cpus}
 
 
 def _cmd_sweep(a) -> None:
@@ -103,8 +128,12 @@ def _cmd_sweep(a) -> None:
     from .api import load
 
     cfg = load(a.config, a.overrides)
-    summary = sweep(cfg)
+    summary = sweep(cfg, **_execution(a), only=a.only, replan=a.replan)
     out = Path(cfg.output.dir)
+    if summary.get("partial"):
+        print(f"{summary['cells_done']} of {summary['cells_planned']} planned cells are done; the summary is written "
+              f"when all are. Partial results: tellkit report {out}")
+        return
     for m in summary["multiplier"]:
         bound = "<=" if "upper bound" in m["note"] else ""
         need = (f"SFT needs {bound}{m['multiplier']:.2f}x the task data" if m["multiplier"] is not None
@@ -161,7 +190,18 @@ def _cmd_report(a) -> None:
     from .report.run_report import write_run_report
 
     folder = Path(a.run_dir)
-    if (folder / "comparison.json").exists():  # a compare folder: re-render from its results
+    if (folder / "plan.json").exists() and not (folder / "comparison.json").exists():  # a sweep (or unfinished compare)
+        from .analyse.sweep import summarise
+        from .execute.plan import load_plan
+
+        plan = load_plan(folder)
+        if plan.kind != "sweep":
+            raise TellkitError(f"{folder}: this compare has not finished; rerun `tellkit compare CONFIG` to finish it")
+        s = summarise(plan)
+        print(f"{s['cells_done']} of {s['cells_planned']} planned cells done"
+              + (" (partial results)" if s["partial"] else ""))
+        md, html = folder / "report.md", folder / "report.html"
+    elif (folder / "comparison.json").exists():  # a compare folder: re-render from its results
         from .config.load import load_config, validate
         from .report.compare_report import write_compare_report
 
@@ -172,6 +212,30 @@ def _cmd_report(a) -> None:
     else:
         md, html = write_run_report(folder)
     print(f"report: {md} and {html}")
+
+
+def _cmd_export(a) -> None:
+    from .api import export
+
+    out = export(a.run_dir, a.out, gguf=a.gguf, outtype=a.outtype)
+    print(f"exported: {out} (merged safetensors + tokenizer; anchor in its chat template and tellkit_anchor.json)")
+    for f in sorted(out.glob("gguf/*.gguf")):
+        print(f"gguf: {f}")
+    print(f"model card: {out / 'README.md'}")
+
+
+def _cmd_predict(a) -> None:
+    from .api import predict
+
+    n = predict(a.run_dir, a.input, a.output, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size)
+    if a.output:
+        print(f"wrote {n} predictions to {a.output}", file=sys.stderr)
+
+
+def _cmd_chat(a) -> None:
+    from .api import chat
+
+    chat(a.run_dir, max_new_tokens=a.max_new_tokens)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,10 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="tell vs sft / sft+anchor / sft-matched / general-only / base over seeds")
     _config_args(p)
+    _execution_args(p)
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("sweep", help="ratio x task-scale x method x seed grid (resumable) with curves")
     _config_args(p)
+    _execution_args(p)
+    p.add_argument("--only", action="append", metavar="KEY=V1,V2",
+                   help="run only these cells of the planned grid (seed, task_tokens, ratio or method; repeatable), "
+                        "e.g. to split one sweep over invocations")
+    p.add_argument("--replan", action="store_true",
+                   help="accept a changed grid for an existing sweep folder (finished cells it shares are kept)")
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("probe", help="hidden-state separation of task(+anchor) vs general queries (+ t-SNE)")
@@ -235,9 +306,31 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output folder (default: <output.dir>/anchors)")
     r.set_defaults(func=_cmd_anchor_rank)
 
-    p = sub.add_parser("report", help="(re)write report.md/report.html for a run or compare folder")
+    p = sub.add_parser("report", help="(re)write report.md/report.html for a run, compare or sweep folder "
+                                      "(a sweep's partial results at any time)")
     p.add_argument("run_dir")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("export", help="merge a run's adapter into its base model (+ GGUF) for serving")
+    p.add_argument("run_dir", help="a finished run folder, or a compare folder (its best/)")
+    p.add_argument("--out", required=True, help="new folder to write (must not exist)")
+    p.add_argument("--gguf", action="store_true", help="also write a GGUF file (llama.cpp / Ollama)")
+    p.add_argument("--outtype", default="f16", choices=["f16", "q8_0", "f32"], help="GGUF weight type")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("predict", help="run a trained model over inputs (anchor applied), JSONL out")
+    p.add_argument("run_dir", help="a finished run folder, or a compare folder (its best/)")
+    p.add_argument("--input", required=True, help="JSONL/CSV/... in a task format, a .txt file (one prompt per "
+                                                  "line), or - for stdin (JSONL or one prompt per line)")
+    p.add_argument("--output", help="JSONL file to write (default: stdout)")
+    p.add_argument("--max-new-tokens", type=int, help="default: the run's eval.max_new_tokens")
+    p.add_argument("--batch-size", type=int, help="default: the run's eval.batch_size")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("chat", help="interactive chat with a trained model (anchor applied, streamed)")
+    p.add_argument("run_dir", help="a finished run folder, or a compare folder (its best/)")
+    p.add_argument("--max-new-tokens", type=int, help="default: the run's eval.max_new_tokens")
+    p.set_defaults(func=_cmd_chat)
     return parser
 
 

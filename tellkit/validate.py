@@ -2,20 +2,23 @@
 
 Cheapest first: the config itself was checked by `load_config`; then the
 anchor, the output folder, the evaluation files and metric names, the model
-reference and its tokenizer (no weights), and last every line of the task and
-general data (tokenized, as training will see it) with the ratio's
-feasibility. Every failure is a `TellkitError` naming the file:line or key.
+reference and its tokenizer (no weights), every line of the task and general
+data (tokenized, as training will see it) with the ratio's feasibility, and
+last the step plan and whether training fits in memory. Every failure is a
+`TellkitError` naming the file:line or key.
 """
 
 from __future__ import annotations
 
 from .anchor import anchor_text
-from .api import ANCHORED, Prepared, mix, prepare
 from .config import Config
 from .data.formats import to_examples
 from .data.readers import read_records
 from .errors import ConfigError
+from .prepare import ANCHORED, Prepared, mix, prepare
 from .rundir import RunDir
+from .track import check_trackers
+from .train.memory import preflight
 
 
 def validate(cfg: Config, *, overwrite: bool = False, check_output: bool = True,
@@ -32,6 +35,7 @@ def validate(cfg: Config, *, overwrite: bool = False, check_output: bool = True,
     if method == "sft-matched":
         raise ConfigError("mix.method=sft-matched copies a tell run's token count, so it only runs inside "
                           "`tellkit compare` (compare.methods); use tell, sft, sft+anchor or general-only here")
+    check_trackers(cfg)  # train.report_to names an installed tracker
 
     if check_output:
         state = RunDir(cfg.output.dir).check(cfg, overwrite=overwrite)  # another run / not a run / a file
@@ -39,6 +43,8 @@ def validate(cfg: Config, *, overwrite: bool = False, check_output: bool = True,
                              f"{cfg.output.dir} holds this run ({state.get('status')}): "
                              + ("it will be re-evaluated, not retrained" if state.get("status") == "complete"
                                 else "training resumes from its last checkpoint"))
+        if state is not None and state.get("status") == "interrupted":
+            summary["output_reason"] = state["reason"]
 
     if cfg.task.test_path:
         _check_metrics(cfg)
@@ -55,6 +61,8 @@ def validate(cfg: Config, *, overwrite: bool = False, check_output: bool = True,
         summary["general_records"] = len(mixture.general)
     report = mixture.report
     summary["mixture"] = {k: report[k] for k in ("requested_ratio", "achieved_ratio", "task", "general", "total")}
+    # the step plan and the memory estimate; raises when training would not fit (unless train.auto_fit)
+    summary["training"] = preflight(cfg, mixture, prepared.model_ref).summary()
     return summary
 
 

@@ -38,8 +38,10 @@ EXPECTED_ROWS = {
     "wmt21/test-en-is.jsonl": 65,
     "orders/train.jsonl": 400,
     "orders/test.jsonl": 200,
+    "tickets/train.jsonl": 40,
+    "tickets/test.jsonl": 40,
 }
-FOLDERS = ["halu", "general", "wmt21", "orders"]
+FOLDERS = ["halu", "general", "wmt21", "orders", "tickets"]
 PRESETS = sorted(EXAMPLES.glob("*.yaml"))
 
 
@@ -70,6 +72,9 @@ def test_jsonl_parses_with_unique_ids(rel):
     for r in rows:
         if "prompt" in r:
             assert isinstance(r["prompt"], str) and r["prompt"] and isinstance(r["completion"], str)
+        elif "messages" in r:
+            assert [m["role"] for m in r["messages"]] == ["user", "assistant"]
+            assert all(isinstance(m["content"], str) and m["content"] for m in r["messages"])
         elif "instruction" in r:
             assert isinstance(r["instruction"], str) and r["instruction"]
             assert isinstance(r["input"], str) and isinstance(r["output"], str) and r["output"]
@@ -196,6 +201,24 @@ def test_orders_gold_validates_against_schema():
     # the schema rejects what it should
     assert not validator.is_valid({"customer": "A", "product": "B", "quantity": 1, "delivery_date": "2025-13-01", "express": True})
     assert not validator.is_valid({"customer": "A", "product": "B", "quantity": 1, "delivery_date": "2025-01-01", "express": True, "x": 1})
+
+
+# --- tickets ----------------------------------------------------------------
+
+
+def test_tickets_gold_validates_and_labels_are_balanced():
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(json.loads((DATA / "tickets" / "schema.json").read_text("utf-8")))
+    names = {}
+    for split in ("train", "test"):
+        golds = [json.loads(r["messages"][-1]["content"]) for r in load(f"tickets/{split}.jsonl")]
+        for gold in golds:
+            validator.validate(gold)
+        # 40 rows cycle through the 12 (category, priority) pairs: every pair 3 or 4 times
+        assert set(Counter((g["category"], g["priority"]) for g in golds).values()) <= {3, 4}
+        names[split] = {r["messages"][0]["content"].rsplit("\n", 1)[1] for r in load(f"tickets/{split}.jsonl")}
+    assert not names["train"] & names["test"]
+    assert not validator.is_valid({"category": "sales", "priority": "high"})
 
 
 # --- presets ----------------------------------------------------------------

@@ -76,8 +76,8 @@ def test_kill_9_then_run_again_resumes_to_the_same_adapter(config_file, tmp_path
     assert killed.is_set() and child.returncode == -signal.SIGKILL, err.read_text()[-2000:]
 
     # what the kill left: a run that is not a result, at least one complete checkpoint
-    assert RunDir(out).state()["status"] == "running"
-    with pytest.raises(TellkitError, match="is running"):
+    assert RunDir(out).state()["status"] == "interrupted"  # its owner process is gone
+    with pytest.raises(TellkitError, match="is interrupted"):
         RunDir(out).require_complete()
     complete = [p for p in (out / "checkpoints").iterdir() if checkpoint_complete(p)]
     assert complete, "the first checkpoint should be complete before the second one starts"

@@ -11,108 +11,59 @@ Methods (compare.methods):
   base          the untrained model (no adapter, no anchor)
 
 Each cell is a normal run folder (out/<method>-s<seed>/); finished cells are
-reused, so an interrupted compare resumes where it stopped.
+reused, so an interrupted compare resumes where it stopped. The cells are planned
+and executed like a sweep's (tellkit.execute): serially, on `--workers N` or on Ray.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from ..api import prepare, train
+from ..api import prepare
 from ..config import Config
 from ..errors import ConfigError
-from ..evaluate.bootstrap import difference_ci, mean_ci_over_seeds
-from ..evaluate.runner import evaluate_base, evaluate_run
+from ..evaluate.metrics import pooled
+from ..execute import execute
+from ..execute.cell import result as cell_result
+from ..execute.plan import Cell, Plan, make_plan, store
 from ..io import write_json_atomic
-from ..rundir import RunDir
-from ..validate import validate
+from .winner import hand_over
 
 MATCHED = {"sft-matched": "same training tokens and steps as tell (task data repeated)",
            "general-only": "same general tokens as tell, no task data"}
 
 
-def cell_config(cfg: Config, out_dir: Path, method: str, seed: int, *, ratio: float | None = None,
-                token_budget: int | None = None, max_steps: int | None = None) -> Config:
-    """One cell of a comparison or sweep: the user's config with method, seed (mixture and training),
-    and optionally ratio, task token budget and a step count changed."""
-    c = cfg.model_copy(deep=True)
-    c.mix.method, c.mix.seed, c.train.seed = method, seed, seed
-    if ratio is not None:
-        c.mix.ratio = ratio
-    if token_budget is not None:
-        c.task.token_budget = token_budget
-    if max_steps:
-        c.train.max_steps = max_steps
-    c.output.dir = str(out_dir)
-    return c
+def plan_compare(cfg: Config, out: Path, prepared) -> Plan:
+    """methods x seeds as cells (out/<method>-s<seed>/), sft-matched depending on its seed's TELL cell,
+    base once; every cell checked buildable before any trains."""
+    cells = [Cell(name=f"{m}-s{seed}", method=m, seed=seed, run_dir=f"{m}-s{seed}",
+                  depends_on=f"tell-s{seed}" if m == "sft-matched" else None)
+             for seed in cfg.compare.seeds
+             for m in sorted((m for m in cfg.compare.methods if m != "base"), key=lambda m: m != "tell")]
+    if "base" in cfg.compare.methods:
+        cells.append(Cell(name="base", method="base", seed=None, run_dir="base"))
+    return make_plan("compare", cfg, out, cells, prepared, hint="lower mix.ratio, add general data, or allow "
+                     "reuse with mix.allow_general_repeats=true")
 
 
-def run_cell(c: Config, prepared, match_tokens: int | None = None) -> dict:
-    """Train (unless finished; an interrupted cell resumes, a failed one restarts) and evaluate one cell.
-
-    `match_tokens` (sft-matched): the task data is repeated to that many tokens (the TELL cell's)."""
-    run = RunDir(c.output.dir)
-    if not run.is_complete():
-        failed = (run.state() or {}).get("status") == "failed"
-        train(c, overwrite=failed, prepared=prepared, match_tokens=match_tokens)
-    scores_file = run.path / "eval" / "scores.json"
-    scores = json.loads(scores_file.read_text()) if scores_file.exists() else evaluate_run(run.path, cfg=c)
-    return {"method": c.mix.method, "seed": c.mix.seed, "ratio": c.mix.ratio, "token_budget": c.task.token_budget,
-            "run_dir": str(run.path), "metrics": scores["metrics"], "cost": cost(run.state()),
-            "samples": _samples(run.path / "eval" / "predictions.jsonl")}
-
-
-def base_cell(cfg: Config, base_dir: Path) -> dict:
-    """The untrained model, evaluated once (greedy decoding does not depend on the seed)."""
-    scores_file = base_dir / "scores.json"
-    scores = json.loads(scores_file.read_text()) if scores_file.exists() else evaluate_base(cfg, base_dir)
-    return {"method": "base", "run_dir": str(base_dir), "metrics": scores["metrics"],
-            "cost": {"task_tokens": 0, "train_tokens": 0, "optimizer_steps": 0},
-            "samples": _samples(base_dir / "predictions.jsonl")}
-
-
-def matched_cell(cfg: Config, out_dir: Path, tell_cell: dict, **changes) -> tuple[Config, int]:
-    """The sft-matched twin of a TELL cell: same optimizer steps, task data repeated to TELL's tokens."""
-    c = cell_config(cfg, out_dir, "sft-matched", tell_cell["seed"], max_steps=tell_cell["cost"]["optimizer_steps"],
-                    **changes)
-    return c, tell_cell["cost"]["train_tokens"] // max(round(cfg.train.epochs), 1)
-
-
-def cost(state: dict) -> dict:
-    m, t = state["mixture"], state["train"]
-    unique_task = m["task_tokens_reference"] / max(m["task_repeats"], 1)
-    return {"task_tokens": m["task"]["tokens"], "unique_task_tokens": int(unique_task),
-            "general_tokens": m["general"]["tokens"], "train_tokens": t["train_tokens"],
-            "optimizer_steps": t["optimizer_steps"],
-            "task_epochs": round(m["task"]["tokens"] * (t["train_tokens"] / max(m["total"]["tokens"], 1))
-                                 / unique_task, 2) if unique_task else 0.0,
-            "wall_seconds": t["wall_seconds"], "tokens_per_second": t["tokens_per_second"]}
-
-
-def compare(cfg: Config, out: Path | None = None) -> dict:
+def compare(cfg: Config, out: Path | None = None, *, workers: int = 1, ray: str | None = None,
+            cell_cpus: int = 1) -> dict:
     out = Path(out or cfg.output.dir)
-    prepared = prepare(cfg)
-    validate(cfg, check_output=False, prepared=prepared)  # bad data/metrics/ratio fail before any cell trains
     methods = list(cfg.compare.methods)
-    cells: list[dict] = []
     if "sft-matched" in methods and "tell" not in methods:
         raise ConfigError("compare.methods has sft-matched but not tell: sft-matched copies tell's compute")
-    for seed in cfg.compare.seeds:
-        tell = None
-        for method in sorted((m for m in methods if m != "base"), key=lambda m: m != "tell"):  # tell first
-            if method == "sft-matched":
-                c, match_tokens = matched_cell(cfg, out / f"{method}-s{seed}", tell)
-                cells.append(run_cell(c, prepared, match_tokens))
-                continue
-            cells.append(run_cell(cell_config(cfg, out / f"{method}-s{seed}", method, seed), prepared))
-            tell = cells[-1] if method == "tell" else tell
+    prepared = prepare(cfg)
+    plan = plan_compare(cfg, out, prepared)  # bad data/metrics/ratio fail before any cell trains
+    store(plan, replan=True)  # a compare's cells do not depend on each other's grid: a new plan is safe
+    execute(plan, [c.name for c in plan.cells], workers=workers, ray=ray, cell_cpus=cell_cpus, prepared=prepared)
+    cells = [cell_result(plan, c) for c in plan.cells if c.method != "base"]
     if "base" in methods:
-        base = base_cell(cfg, out / "base")
+        base = cell_result(plan, plan.cell("base"))
         cells += [{**base, "seed": seed} for seed in cfg.compare.seeds]  # greedy: the same score for every seed
     result = {"methods": methods, "seeds": list(cfg.compare.seeds), "cells": cells,
               "summary": summarise(cells, methods), "differences": differences(cells),
               "matched": MATCHED, "assumptions": assumptions(cfg), "config": cfg.model_dump(mode="json")}
+    result["winner"] = hand_over(result, cfg, out)  # names the best method and links its run as best/
     write_json_atomic(out / "comparison.json", result)
     from ..report.compare_report import write_compare_report
 
@@ -132,35 +83,34 @@ def score_values(cells: list[dict], method: str) -> dict[str, list[float]]:
     return values
 
 
+def method_results(cells: list[dict], method: str) -> list[dict]:
+    """One {metric: result} per seed of `method`, in seed order (what pooled intervals take)."""
+    return [c["metrics"] for c in cells if c["method"] == method]
+
+
 def summarise(cells: list[dict], methods: list[str]) -> dict:
+    """Per method: each score's mean over seeds with an interval that respects the score's range
+    (see evaluate.metrics.pooled; the entry names it), and the mean cost."""
     out = {}
     for method in methods:
         costs = [c["cost"] for c in cells if c["method"] == method]
-        out[method] = {"scores": {k: mean_ci_over_seeds(v) for k, v in score_values(cells, method).items()},
+        results = method_results(cells, method)
+        out[method] = {"scores": {k: pooled.over_seeds(k, results) for k in score_values(cells, method)},
                        "cost": {k: sum(c.get(k, 0) or 0 for c in costs) / max(len(costs), 1)
                                 for k in (costs[0] if costs else {})}}
     return out
 
 
 def differences(cells: list[dict]) -> dict:
-    """TELL minus each baseline per score, across seeds, with a verdict ("no clear difference" if the CI holds 0)."""
-    tell = score_values(cells, "tell")
+    """TELL minus each baseline per score, paired by test item where the results hold per-item rows,
+    with a verdict ("no clear difference" if the interval holds 0)."""
+    tell, keys = method_results(cells, "tell"), score_values(cells, "tell")
     out = {}
     for other in sorted({c["method"] for c in cells} - {"tell"}):
-        vals = score_values(cells, other)
-        out[f"tell vs {other}"] = {k: difference_ci(tell[k], vals[k], higher_is_better=not _lower_better(k))
-                                   for k in tell if k in vals}
+        others = score_values(cells, other)
+        out[f"tell vs {other}"] = {k: pooled.difference(k, tell, method_results(cells, other))
+                                   for k in keys if k in others}
     return out
-
-
-def _lower_better(score: str) -> bool:
-    return score.startswith(("ter/", "general/"))
-
-
-def _samples(path: Path, k: int = 3) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()[:k]]
 
 
 def assumptions(cfg: Config) -> list[str]:

@@ -251,7 +251,7 @@ def load_model(cfg: Config, model_ref: str | Path | None = None):
     """(model, tokenizer, resolved ref) for cfg.model (or `model_ref`), in eval mode, on the GPU when there is one."""
     import torch
 
-    from ..models.resolve import load_model_and_tokenizer, resolve_model
+    from ..models import load_model_and_tokenizer, resolve_model
 
     ref = resolve_model(str(model_ref) if model_ref is not None else cfg.model.name,
                         trust_remote_code=cfg.model.trust_remote_code, allow_pickle=cfg.model.allow_pickle)

@@ -1,13 +1,15 @@
-"""`tellkit sweep`: the ratio x task-scale x method x seed grid, resumable, with the emergence curve
-and the data-efficiency multiplier.
+"""`tellkit sweep`: the ratio x task-scale x method x seed grid, resumable and parallel, with the
+emergence curve and the data-efficiency multiplier.
 
 Ratio-free methods (sft, sft+anchor) run once per (scale, seed) and appear as flat reference lines;
 tell and sft-matched run at every ratio; sft+anchor reuses tell's ratio-0 cell when there is one (the
 same mixture). general-only (no task data) runs once per seed at the largest general volume, base is
 evaluated once. `sweep.max_train_tokens` leaves out cells over a compute budget, so high ratios run
-only at small scales. Every cell is a normal run folder under cells/; a finished cell is never re-run,
-an interrupted one resumes from its checkpoint, a failed one restarts. Tokenization happens once per
-data set (the cache is keyed by data, tokenizer, template, anchor and max_length)."""
+only at small scales. The grid is planned once (plan.json, see tellkit.execute.plan) and then executed
+serially, on `--workers N` or on Ray; `--only` runs a part of the same plan. Every cell is a normal run
+folder under cells/; a finished cell is never re-run, an interrupted one resumes from its checkpoint, a
+failed one restarts. Tokenization happens once per data set (the cache is keyed by data, tokenizer,
+template, anchor and max_length). The summary is written once every cell is done."""
 
 from __future__ import annotations
 
@@ -19,13 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..anchor import anchor_text
 from ..api import prepare
 from ..config import Config
-from ..errors import ConfigError
-from ..evaluate.bootstrap import mean_ci_over_seeds
+from ..errors import ConfigError, TellkitError
+from ..evaluate.metrics import pooled
+from ..execute import execute
+from ..execute.cell import is_done, result
+from ..execute.plan import Cell, Plan, make_plan, select, store
 from ..io import write_json_atomic, write_text_atomic
-from ..validate import validate
-from .compare import assumptions, base_cell, cell_config, matched_cell, run_cell
+from .compare import assumptions
 
 RATIO_FREE = ("sft", "sft+anchor")
 
@@ -81,7 +86,37 @@ def cell_name(cell: dict) -> str:
     return f"{cell['method']}-t{cell['task_tokens']}-r{cell['ratio']:g}-s{cell['seed']}"
 
 
-def sweep(cfg: Config, out: Path | None = None) -> dict:
+def plan_sweep(cfg: Config, out: Path, prepared) -> Plan:
+    """The sweep's plan: grid() as cells (sft-matched depends on its TELL cell, sft+anchor reuses tell
+    at ratio 0), base once, and the cells sweep.max_train_tokens leaves out (those are not checked)."""
+    fitting = grid(cfg)
+    names = {cell_name(c) for c in fitting}
+    cells = []
+    for c in fitting:
+        name, twin = cell_name(c), cell_name({**c, "method": "tell"})
+        cells.append(Cell(name=name, method=c["method"], seed=c["seed"], ratio=c["ratio"],
+                          task_tokens=c["task_tokens"], run_dir=f"cells/{name}",
+                          depends_on=twin if c["method"] == "sft-matched" else None))
+        if c["method"] == "sft+anchor" and twin in names:  # tell at ratio 0 is anchored SFT: same mixture
+            cells[-1].reuses, cells[-1].run_dir = twin, f"cells/{twin}"
+    if "base" in cfg.sweep.methods:
+        cells.append(Cell(name="base", method="base", seed=None, run_dir="base"))
+    left_out = [{"name": cell_name(c), "reason": f"over sweep.max_train_tokens "
+                 f"({planned_tokens(c, cfg.train.epochs):,.0f} training tokens planned)"} for c in over_budget(cfg)]
+    general = {str(c["seed"]): cell_name(c) for c in fitting if c["method"] == "general-only"}
+    return make_plan("sweep", cfg, out, cells, prepared, hint=SWEEP_HINT, left_out=left_out,
+                     notes={"general_only": general, "max_train_tokens": cfg.sweep.max_train_tokens})
+
+
+SWEEP_HINT = ("drop {ratio:g} from sweep.ratios or lower sweep.task_tokens (or leave the cell out with "
+              "sweep.max_train_tokens), add general data, or allow reuse with mix.allow_general_repeats=true")
+
+
+def sweep(cfg: Config, out: Path | None = None, *, workers: int = 1, ray: str | None = None, cell_cpus: int = 1,
+          only: list[str] | None = None, replan: bool = False) -> dict:
+    """Plan the grid, run the cells not done yet (`only`: a part of them), and summarise once all are done.
+
+    Returns the summary; with cells still missing (a part run with `only`), {"partial": True, ...}."""
     out = Path(out or cfg.output.dir)
     if "sft-matched" in cfg.sweep.methods and "tell" not in cfg.sweep.methods:
         raise ConfigError("sweep.methods has sft-matched but not tell: sft-matched copies tell's compute")
@@ -91,37 +126,45 @@ def sweep(cfg: Config, out: Path | None = None) -> dict:
                           f"(now {list(cfg.eval.metrics)})")
     start = time.perf_counter()
     prepared = prepare(cfg)
-    validate(cfg, check_output=False, prepared=prepared)  # bad data/metrics/ratio fail before any cell trains
-    results, tells = [], {}
-    for cell in grid(cfg):
-        key = (cell["task_tokens"], cell["ratio"], cell["seed"])
-        changes = {"ratio": cell["ratio"], "token_budget": cell["task_tokens"]}
-        where = out / "cells" / cell_name(cell)
-        if cell["method"] == "sft-matched":
-            c, match = matched_cell(cfg, where, tells[key], **changes)
-            res = run_cell(c, prepared, match)
-        elif cell["method"] == "sft+anchor" and key in tells:
-            res = tells[key]  # tell at ratio 0 is anchored SFT: the same mixture, seed and steps
-        else:
-            res = run_cell(cell_config(cfg, where, cell["method"], cell["seed"], **changes), prepared)
-        if cell["method"] == "tell":
-            tells[key] = res
-        results.append({**cell, "metrics": res["metrics"], "cost": res["cost"], "run_dir": res["run_dir"]})
-    if "base" in cfg.sweep.methods:
-        base = base_cell(cfg, out / "base")
-        results += [{**base, "task_tokens": int(t), "ratio": 0.0, "seed": seed}
-                    for seed in cfg.sweep.seeds for t in cfg.sweep.task_tokens]
-    total = time.perf_counter() - start
+    plan = plan_sweep(cfg, out, prepared)  # every cell checked buildable before any trains
+    names = select(plan, only)
+    store(plan, replan=replan)
+    execute(plan, names, workers=workers, ray=ray, cell_cpus=cell_cpus, prepared=prepared)
+    missing = [c.name for c in plan.cells if not is_done(plan, c)]
+    if missing:
+        return {"partial": True, "cells_planned": len(plan.cells), "cells_done": len(plan.cells) - len(missing),
+                "missing": missing}
+    return summarise(plan, total_seconds=time.perf_counter() - start)
+
+
+def summarise(plan: Plan, total_seconds: float | None = None) -> dict:
+    """sweep.json, sweep.csv and the report from the cells done so far (all of them after a sweep;
+    `tellkit report SWEEP_DIR` calls this at any time for partial results)."""
+    cfg, out = plan.base_config(), plan.folder
+    done = [c for c in plan.cells if is_done(plan, c)]
+    results = [{"method": c.method, "task_tokens": c.task_tokens, "ratio": c.ratio, "seed": c.seed,
+                **{k: v for k, v in result(plan, c).items() if k in ("metrics", "cost", "run_dir", "fingerprint")}}
+               for c in done if c.method != "base"]
+    for c in done:
+        if c.method == "base":
+            base = result(plan, c)
+            results += [{**base, "task_tokens": int(t), "ratio": 0.0, "seed": seed}
+                        for seed in cfg.sweep.seeds for t in cfg.sweep.task_tokens]
+    if not results:
+        raise TellkitError(f"{out}: no cell of this sweep has finished yet; rerun `tellkit sweep` to run them")
     rows = flat_rows(results)
     score = primary_score(rows, cfg.sweep.score)
+    scored = curves(results, score)
     summary = {
-        "cells": len(results), "total_seconds": round(total, 1),
+        "cells": len(results), "cells_planned": len(plan.cells), "cells_done": len(done),
+        "partial": len(done) < len(plan.cells),
+        "total_seconds": round(total_seconds, 1) if total_seconds is not None else None,
         # per run folder: sft+anchor reuses tell's ratio-0 run and base rows share one evaluation
         "sum_of_cell_seconds": round(sum({r["run_dir"]: r["cost"].get("wall_seconds") or 0
                                           for r in results}.values()), 1),
-        "primary_score": score, "curves": curves(rows, score), "multiplier": multipliers(rows, score, cfg),
-        "over_budget": [cell_name(c) for c in over_budget(cfg)], "max_train_tokens": cfg.sweep.max_train_tokens,
-        "assumptions": assumptions(cfg), "anchor": prepared.anchor,
+        "primary_score": score, "curves": scored, "multiplier": multipliers(scored),
+        "over_budget": [c["name"] for c in plan.left_out], "max_train_tokens": cfg.sweep.max_train_tokens,
+        "assumptions": assumptions(cfg), "anchor": anchor_text(cfg.anchor),
     }
     write_json_atomic(out / "sweep.json", {"summary": summary, "rows": rows})
     write_text_atomic(out / "sweep.csv", to_csv(rows))
@@ -135,6 +178,7 @@ def flat_rows(results: list[dict]) -> list[dict]:
     rows = []
     for r in results:
         row = {k: r[k] for k in ("method", "task_tokens", "ratio", "seed")}
+        row["fingerprint"] = r.get("fingerprint")  # the mixture this cell trained on (sha256 of mixture.jsonl)
         row["actual_task_tokens"] = r["cost"].get("unique_task_tokens")
         for metric, res in r["metrics"].items():
             for name, v in res["scores"].items():
@@ -155,20 +199,24 @@ def primary_score(rows: list[dict], chosen: str | None = None) -> str:
     return next((k for k in HEADLINE_ORDER if k in keys), sorted(keys)[0] if keys else "")
 
 
-def curves(rows: list[dict], score: str) -> dict:
-    """{method: {task_tokens: [{"x": ratio, mean, ci_low, ci_high}]}} over seeds."""
+def curves(results: list[dict], score: str) -> dict:
+    """{method: {task_tokens: [{"x": ratio, mean, ci_low, ci_high, n, interval}]}} over seeds.
+
+    Each point pools its seeds' metric results (evaluate.metrics.pooled): a bootstrap over test items
+    x seeds where the results keep per-item rows, Wilson otherwise for a bounded score, so a
+    proportion's band stays inside [0, 1]; "interval" names the one used."""
     out: dict = {}
-    for r in rows:
-        out.setdefault(r["method"], {}).setdefault(r["task_tokens"], {}).setdefault(r["ratio"], []).append(r.get(score))
-    return {m: {t: [{"x": x, **mean_ci_over_seeds([v for v in vals if v is not None])}
-                    for x, vals in sorted(by_ratio.items())] for t, by_ratio in by_t.items()}
+    for r in results:
+        out.setdefault(r["method"], {}).setdefault(r["task_tokens"], {}).setdefault(r["ratio"], []).append(r["metrics"])
+    return {m: {t: [{"x": x, **pooled.over_seeds(score, seeds)} for x, seeds in sorted(by_ratio.items())]
+                for t, by_ratio in by_t.items()}
             for m, by_t in out.items()}
 
 
-def multipliers(rows: list[dict], score: str, cfg: Config) -> list[dict]:
+def multipliers(c: dict) -> list[dict]:
     """How many task tokens SFT needs to match TELL at each scale (log-linear interpolation on SFT's
-    scale curve); the interval comes from TELL's seed interval. None when SFT never reaches it."""
-    c = curves(rows, score)
+    scale curve, `c` as from curves()); the interval comes from TELL's interval. None when SFT never
+    reaches it."""
     if "tell" not in c or "sft" not in c:
         return []
     sft = sorted((t, pts[0]["mean"]) for t, pts in c["sft"].items())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -66,27 +66,50 @@ class MixConfig(Section):
 class LoraConfig(Section):
     r: PositiveInt = 8
     alpha: PositiveFloat = 16
-    dropout: float = Field(0.05, ge=0, lt=1)
+    # 0: with 10-100 task examples an adapter trains for a few dozen steps, too few for dropout's
+    # regularisation to pay for the slower fit (issue 12)
+    dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: str | list[str] = "all-linear"
 
 
 class TrainConfig(Section):
-    epochs: PositiveFloat = 1
+    # The defaults below are measured against a plain peft + torch loop (benchmarks/ref_loop.py) on
+    # 13-40 task examples (issue 12). A small task set needs optimizer steps, not
+    # tokens: 2 passes over the task data is the least that taught the JSON format reliably.
+    epochs: PositiveFloat = 2
     max_steps: PositiveInt | None = None  # overrides epochs when set
-    lr: PositiveFloat = 2.0e-4
+    # 5e-4: at 2e-4 (halved again by a cosine) a few dozen LoRA r=8 steps leave the model chatting
+    lr: PositiveFloat = 5.0e-4
     batch_size: PositiveInt = 8
     grad_accum: PositiveInt = 1
     max_length: int = Field(1024, ge=16)
     packing: bool = True  # pack examples into max_length rows, no cross-example attention
     seed: int = 0
-    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
-    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    # constant after a short warm-up: the mean lr stays ~0.95 x lr however few the steps (a cosine or
+    # linear decay halves it, which over 15-40 steps is the difference between learning the task or not)
+    scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "constant_with_warmup"
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
     bf16: Literal["auto", True, False] = "auto"  # autocast where the hardware has bf16
     save_steps: PositiveInt = 200
     save_total_limit: PositiveInt = 2
     logging_steps: PositiveInt = 1
+    # experiment trackers fed by the HF Trainer's own integrations (losses, lr, final scores; compare and
+    # sweep cells log as separate runs tagged method/ratio/scale/seed); none by default: nothing leaves the machine
+    report_to: list[Literal["tensorboard", "wandb", "mlflow"]] = []
+    # Memory (tellkit/train/memory.py estimates the peak before any weights load; none of these three
+    # changes what is trained, so they are left out of a run's training hash and a run can resume
+    # with them changed):
+    # recompute each layer's activations in the backward pass: activation memory drops to about
+    # one hidden state per token and layer, for about a third more compute per step
+    gradient_checkpointing: bool = False
+    # when the estimate exceeds the budget, split the step into smaller micro-batches (same examples
+    # per optimizer step: batch_size x grad_accum is kept), then turn on gradient checkpointing
+    # if that is not enough; the change is printed and recorded in run.json
+    auto_fit: bool = False
+    # memory to plan for, in GiB; None = what is free now (available RAM on CPU, free device memory on GPU)
+    memory_budget_gb: PositiveFloat | None = None
 
 
 class EvalConfig(Section):
@@ -98,6 +121,14 @@ class EvalConfig(Section):
     # evaluates dev loss at every save and keeps the best checkpoint, so no method wins by a lucky
     # final step.
     dev_fraction: float = Field(0.0, ge=0, le=0.5)
+    # Which checkpoint the dev split keeps: "loss" (lowest task dev loss) or "metric/score" (e.g.
+    # json/strict): greedy generation on the dev prompts at every save, scored like `tellkit eval`.
+    # Loss tracks the metric poorly once a small task set is learned (the format can be right while
+    # the loss still falls, or the loss rise while the format holds); the metric is what eval reports.
+    select_by: str = "loss"
+    # new tokens per dev prompt when select_by is a metric: short keeps a save cheap (SmolLM2-135M on
+    # 2 CPU cores: 10 dev prompts x 64 tokens, see docs), long enough for a short JSON answer.
+    select_max_new_tokens: PositiveInt = 64
     do_sample: bool = False
     temperature: PositiveFloat = 1.0
     label_field: str = "hallucination"
@@ -106,6 +137,46 @@ class EvalConfig(Section):
     doc_level: bool = False
     max_doc_tokens: PositiveInt | None = None
     bleurt_checkpoint: str | None = None
+    # Generation engine: hf = tellkit's continuous batching over transformers (CPU or GPU);
+    # vllm = vLLM (GPU; needs `pip install vllm`), the adapter served unmerged. Same metrics files.
+    backend: Literal["hf", "vllm"] = "hf"
+    # hf backend: at most this many sequences decoded at once (batch_size is the least). None = as many
+    # as a 2 GiB KV cache holds, at most 32 on CPU, in even waves: a decode step reads every weight
+    # once whatever the batch, so a wider batch costs little more per step.
+    max_batch: PositiveInt | None = None
+    # End a sequence once its first top-level JSON object is closed, and cut the output there
+    # (tellkit/evaluate/stops.py says what that can change in json/strict). Off: EOS only, exact outputs.
+    stop_at_json: bool = False
+
+    @field_validator("select_by")
+    @classmethod
+    def _known_score(cls, value: str) -> str:
+        if value == "loss":
+            return value
+        metric, _, score = value.partition("/")
+        if metric not in SELECTABLE:
+            raise ValueError(f"choose 'loss' or 'metric/score' with metric one of {', '.join(sorted(SELECTABLE))}")
+        if score not in SELECTABLE[metric]:
+            raise ValueError(f"metric {metric!r} has no score {score!r}; allowed: "
+                             + ", ".join(f"{metric}/{s}" for s in SELECTABLE[metric]))
+        return value
+
+    @model_validator(mode="after")
+    def _schema_for_schema_score(self) -> "EvalConfig":
+        if self.select_by == "json/schema" and self.json_schema is None:
+            raise ValueError("eval.select_by=json/schema needs eval.json_schema (the schema to validate against)")
+        return self
+
+
+# The scores each text metric reports (tellkit/evaluate/metrics; tests/train/test_select.py checks this
+# table against the registry). Here, not read from the registry, because that imports scipy: seconds
+# on every config load.
+SELECTABLE = {
+    "json": ("strict", "lenient", "schema", "field_exact"),
+    "label": ("accuracy", "precision", "recall", "f1"),
+    **{name: (name,) for name in ("chrf", "chrf++", "bleu", "ter")},
+    "bleurt": ("bleurt",),
+}
 
 
 Method = Literal["tell", "sft", "sft+anchor", "sft-matched", "general-only", "base"]
@@ -116,6 +187,9 @@ class CompareConfig(Section):
         default_factory=lambda: ["tell", "sft", "sft+anchor", "sft-matched", "general-only", "base"]
     )
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    # The score that names the winner (whose run is linked as best/): "metric/score", e.g. json/strict;
+    # None = the first headline score (label/accuracy, then json/strict, chrF, ...).
+    score: str | None = Field(None, pattern=r"^[\w+-]+/[\w+-]+$")
 
 
 class SweepConfig(Section):
@@ -162,4 +236,8 @@ class Config(Section):
             raise ValueError("the config needs a `task:` section with a path to the task data")
         if self.mix.method in ("tell", "general-only") and self.general is None:
             raise ValueError(f"mix.method={self.mix.method} needs a `general:` section with a path")
+        chosen = self.compare.score
+        if chosen and chosen.split("/")[0] not in self.eval.metrics:  # fail before a compare trains for hours
+            raise ValueError(f"compare.score {chosen!r} needs metric {chosen.split('/')[0]!r} in eval.metrics "
+                             f"(now {list(self.eval.metrics)})")
         return self

@@ -8,9 +8,24 @@ task sets:
   ``bootstrap_corpus_ci`` (corpus-level metrics such as chrF/BLEU, which are
   *not* averages of item scores) resample items with replacement.
 * *Training randomness*: the same method trained with different seeds lands
-  at different scores. ``mean_ci_over_seeds`` and ``difference_ci`` use a
-  Student-t interval across seeds, because there are only a handful of seeds
-  and a bootstrap over 3-5 values is meaningless.
+  at different scores.
+
+Across seeds, ``mean_ci_over_seeds`` and ``difference_ci`` pick the first
+interval that fits the data they are given (the result names it, in
+``"interval"``):
+
+1. per-item scores of every seed on the same test items: a bootstrap that
+   resamples test items *and* seeds (the two are crossed: every seed scores
+   every item), ``crossed_bootstrap_ci``. It is a statistic of observed
+   values, so a proportion's interval stays inside [0, 1]; with one seed it
+   is the plain item bootstrap. Differences resample the *same* items for
+   both methods (paired by item), which removes the item-difficulty noise
+   both methods share.
+2. no per-item scores but a bounded score: a Wilson interval over all
+   items x seeds (``wilson_ci``) on the score rescaled to [0, 1]; it ignores
+   seed-to-seed spread, so it is a floor on the uncertainty.
+3. otherwise (losses, perplexity, BLEURT): a Student-t interval over seeds
+   (Welch's for differences).
 
 All intervals are two-sided with coverage ``1 - alpha``. When an interval
 cannot be estimated (too few values) the bounds are NaN rather than a
@@ -106,22 +121,169 @@ def bootstrap_corpus_ci(
     return (point, *_percentile_bounds(resampled, alpha))
 
 
-def mean_ci_over_seeds(values: Sequence[float], alpha: float = 0.05) -> dict[str, float]:
-    """Mean of per-seed scores with a Student-t interval.
+ITEMS_AND_SEEDS = "bootstrap over test items and seeds"
+PAIRED_ITEMS_AND_SEEDS = "paired bootstrap over test items and seeds"
+WILSON = "Wilson over items x seeds"
+STUDENT_T = "Student-t over seeds"
+WELCH_T = "Welch t over seeds"
 
-    Returns ``{"mean", "ci_low", "ci_high", "n"}``; bounds are NaN for fewer
-    than two seeds.
+Statistic = Callable[[np.ndarray], float]
+
+
+def _stack_items(per_seed: Sequence[Sequence]) -> np.ndarray:
+    """(seeds, items, ...) array; every seed must have scored the same number of items."""
+    arrays = [np.asarray(x, dtype=float) for x in per_seed]
+    if len({a.shape for a in arrays}) > 1:
+        raise ValueError(f"per-seed items differ in shape: {sorted({a.shape for a in arrays})}; "
+                         "every seed must be scored on the same test items")
+    return np.stack(arrays)
+
+
+def _items_usable(per_seed: Sequence[Sequence] | None) -> bool:
+    if not per_seed or any(x is None for x in per_seed):
+        return False
+    return len({np.shape(x) for x in per_seed}) == 1
+
+
+def _crossed_resamples(items: np.ndarray, statistic: Statistic | None, rng: np.random.Generator,
+                       item_idx: np.ndarray) -> float:
+    """The mean over a resample of seeds of ``statistic`` on the resampled items."""
+    seeds = rng.integers(0, items.shape[0], size=items.shape[0])
+    picked = items[seeds][:, item_idx]
+    if statistic is None:  # item means: one vectorised mean over seeds x items
+        return float(picked.mean())
+    return float(np.mean([statistic(rows) for rows in picked]))
+
+
+def _point(items: np.ndarray, statistic: Statistic | None) -> float:
+    if statistic is None:
+        return float(items.mean())
+    return float(np.mean([statistic(rows) for rows in items]))
+
+
+def crossed_bootstrap_ci(
+    per_seed_items: Sequence[Sequence],
+    statistic: Statistic | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float, float]:
+    """Bootstrap over test items and seeds: returns ``(point, low, high)``.
+
+    ``per_seed_items[s]`` holds seed s's per-item rows for the same test items
+    in the same order. Each resample draws seeds and items with replacement,
+    independently (Owen's bootstrap for crossed factors, mildly conservative),
+    and averages ``statistic`` (default: the mean of the rows) over the drawn
+    seeds. ``point`` is the mean over seeds of each seed's score. With one item
+    the bounds are NaN, as in :func:`bootstrap_ci`.
+    """
+    _check_alpha(alpha)
+    _check_resamples(n_resamples)
+    items = _stack_items(per_seed_items)
+    if items.shape[0] == 0 or items.shape[1] == 0:
+        return NAN, NAN, NAN
+    point = _point(items, statistic)
+    n = items.shape[1]
+    if n == 1:
+        return point, NAN, NAN
+    rng = np.random.default_rng(seed)
+    resampled = np.array([_crossed_resamples(items, statistic, rng, rng.integers(0, n, size=n))
+                          for _ in range(n_resamples)])
+    return (point, *_percentile_bounds(resampled, alpha))
+
+
+def paired_crossed_bootstrap_ci(
+    items_a: Sequence[Sequence],
+    items_b: Sequence[Sequence],
+    statistic: Statistic | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float, float]:
+    """``(point, low, high)`` of score(A) - score(B), resampling the same test items for both.
+
+    Seeds are resampled independently per method (seed s of A has nothing to do with seed s of B).
+    """
+    _check_alpha(alpha)
+    _check_resamples(n_resamples)
+    a, b = _stack_items(items_a), _stack_items(items_b)
+    if a.shape[1:] != b.shape[1:]:
+        raise ValueError(f"A has items of shape {a.shape[1:]}, B {b.shape[1:]}: a paired bootstrap needs the "
+                         "same test items for both")
+    n = a.shape[1]
+    if n == 0:
+        return NAN, NAN, NAN
+    point = _point(a, statistic) - _point(b, statistic)
+    if n == 1:
+        return point, NAN, NAN
+    rng = np.random.default_rng(seed)
+    resampled = []
+    for _ in range(n_resamples):
+        idx = rng.integers(0, n, size=n)
+        resampled.append(_crossed_resamples(a, statistic, rng, idx) - _crossed_resamples(b, statistic, rng, idx))
+    return (point, *_percentile_bounds(np.array(resampled), alpha))
+
+
+def wilson_ci(p: float, n: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Wilson score interval for a proportion ``p`` observed over ``n`` trials; stays inside [0, 1]."""
+    _check_alpha(alpha)
+    if n <= 0 or math.isnan(p):
+        return NAN, NAN
+    z = float(stats.norm.ppf(1.0 - alpha / 2.0))
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _bounded(bounds: tuple[float, float] | None) -> bool:
+    return bounds is not None and all(math.isfinite(b) for b in bounds)
+
+
+def mean_ci_over_seeds(
+    values: Sequence[float],
+    alpha: float = 0.05,
+    *,
+    items: Sequence[Sequence] | None = None,
+    statistic: Statistic | None = None,
+    bounds: tuple[float, float] | None = None,
+    n_items: int | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, float | str]:
+    """Mean of per-seed scores with an interval that respects what the score can be.
+
+    ``items``: each seed's per-item rows (see :func:`crossed_bootstrap_ci`,
+    ``statistic`` turns rows into the score; default the mean). Without them,
+    a score with finite ``bounds`` gets a Wilson interval over ``n_items`` x
+    seeds, and anything else a Student-t interval over seeds. Returns
+    ``{"mean", "ci_low", "ci_high", "n", "interval"}``; bounds are NaN when
+    they cannot be estimated (one seed without items; one item).
     """
     _check_alpha(alpha)
     arr = np.asarray(values, dtype=float)
     n = arr.size
     if n == 0:
-        return {"mean": NAN, "ci_low": NAN, "ci_high": NAN, "n": 0}
+        return {"mean": NAN, "ci_low": NAN, "ci_high": NAN, "n": 0, "interval": "none"}
     mean = float(arr.mean())
+    if _items_usable(items) and len(items) == n:
+        _, low, high = crossed_bootstrap_ci(items, statistic, n_resamples=n_resamples, seed=seed, alpha=alpha)
+        return {"mean": mean, "ci_low": low, "ci_high": high, "n": n, "interval": ITEMS_AND_SEEDS}
+    if _bounded(bounds) and n_items:
+        lo, hi = bounds
+        low, high = wilson_ci(min(max((mean - lo) / (hi - lo), 0.0), 1.0), n_items * n, alpha)
+        return {"mean": mean, "ci_low": lo + low * (hi - lo), "ci_high": lo + high * (hi - lo), "n": n,
+                "interval": WILSON}
     if n == 1:
-        return {"mean": mean, "ci_low": NAN, "ci_high": NAN, "n": 1}
+        return {"mean": mean, "ci_low": NAN, "ci_high": NAN, "n": 1, "interval": STUDENT_T}
     half = float(stats.t.ppf(1.0 - alpha / 2.0, df=n - 1)) * float(arr.std(ddof=1)) / math.sqrt(n)
-    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n}
+    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n, "interval": STUDENT_T}
+
+
+def _verdict(low: float, high: float, higher_is_better: bool) -> str:
+    if math.isnan(low) or low <= 0.0 <= high:
+        return "no clear difference"
+    a_ahead = low > 0.0 if higher_is_better else high < 0.0
+    return "A better" if a_ahead else "B better"
 
 
 def difference_ci(
@@ -129,17 +291,26 @@ def difference_ci(
     b: Sequence[float],
     alpha: float = 0.05,
     higher_is_better: bool = True,
+    *,
+    items_a: Sequence[Sequence] | None = None,
+    items_b: Sequence[Sequence] | None = None,
+    statistic: Statistic | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
 ) -> dict[str, float | str]:
-    """Compare method A with method B across seeds (Welch's t interval on mean(a) - mean(b)).
+    """Compare method A with method B: an interval on score(A) - score(B) and a verdict.
+
+    With per-item rows for both (``items_a``/``items_b``, the same test items),
+    a bootstrap over test items (shared by A and B: paired) and seeds; otherwise
+    Welch's t interval on mean(a) - mean(b) across seeds. Welch (unequal
+    variances) rather than a pooled t-test because a method that is unstable
+    across seeds should widen the interval, not be averaged away by a stable
+    competitor.
 
     ``verdict`` is "A better" / "B better" only when the interval excludes 0,
-    otherwise "no clear difference" (also when either side has fewer than two
-    seeds, since no variance can be estimated). Pass
-    ``higher_is_better=False`` for error-like metrics such as TER.
-
-    Welch (unequal variances) rather than a pooled t-test because a method
-    that is unstable across seeds should widen the interval, not be averaged
-    away by a stable competitor.
+    otherwise "no clear difference" (also when no interval can be estimated,
+    e.g. one seed each and no per-item scores). Pass ``higher_is_better=False``
+    for error-like metrics such as TER or a loss.
     """
     _check_alpha(alpha)
     xa = np.asarray(a, dtype=float)
@@ -147,7 +318,14 @@ def difference_ci(
     na, nb = xa.size, xb.size
     diff = float(xa.mean() - xb.mean()) if na and nb else NAN
     low = high = NAN
-    if na >= 2 and nb >= 2:
+    interval = WELCH_T
+    paired = (_items_usable(items_a) and _items_usable(items_b) and len(items_a) == na and len(items_b) == nb
+              and np.shape(items_a[0]) == np.shape(items_b[0]))
+    if paired:
+        interval = PAIRED_ITEMS_AND_SEEDS
+        _, low, high = paired_crossed_bootstrap_ci(items_a, items_b, statistic, n_resamples=n_resamples,
+                                                   seed=seed, alpha=alpha)
+    elif na >= 2 and nb >= 2:
         va, vb = xa.var(ddof=1) / na, xb.var(ddof=1) / nb
         se = math.sqrt(va + vb)
         if se == 0.0:
@@ -157,9 +335,5 @@ def difference_ci(
             df = (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
             half = float(stats.t.ppf(1.0 - alpha / 2.0, df=df)) * se
             low, high = diff - half, diff + half
-    if not (math.isnan(low) or low <= 0.0 <= high):
-        a_ahead = low > 0.0 if higher_is_better else high < 0.0
-        verdict = "A better" if a_ahead else "B better"
-    else:
-        verdict = "no clear difference"
-    return {"mean_diff": diff, "ci_low": low, "ci_high": high, "verdict": verdict, "n_a": na, "n_b": nb}
+    return {"mean_diff": diff, "ci_low": low, "ci_high": high, "verdict": _verdict(low, high, higher_is_better),
+            "n_a": na, "n_b": nb, "interval": interval}

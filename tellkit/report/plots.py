@@ -88,6 +88,30 @@ def plot_loss_curves(
     return _save(fig, path)
 
 
+@_styled
+def plot_task_loss(curves: dict[str, list[tuple[int, int, float]]], path: PathLike, title: str,
+                   smoothing: float = 0.6) -> Path:
+    """Task-only training loss of several runs on one figure, twice: over optimizer steps and over
+    training tokens (a TELL step holds many more tokens than an SFT step). `curves`: name ->
+    (step, tokens so far, task loss) for the steps that had task tokens; drawn EMA-smoothed, the
+    raw points faint behind, because at high ratios few steps hold task tokens."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for name, pts in curves.items():
+        if not pts:
+            continue
+        step, tokens, loss = np.asarray(pts, dtype=float).T
+        for ax, x in zip(axes, (step, tokens)):
+            (raw,) = ax.plot(x, loss, ".", alpha=0.25, markersize=3)
+            ax.plot(x, _ema(loss, 1 - smoothing), color=raw.get_color(), label=name)
+    axes[0].set(xlabel="optimizer step", ylabel="task loss (per supervised token)")
+    axes[1].set(xlabel="training tokens")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    _legend(axes[0])
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
 def _column(items: Sequence[dict], key: str) -> np.ndarray:
     """`key` from each dict as floats; absent or None (e.g. no CI for one seed) -> NaN."""
     return np.array([math.nan if d.get(key) is None else float(d[key]) for d in items])
@@ -100,9 +124,11 @@ def _err(mean: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
 
 @_styled
 def plot_metric_bars(
-    rows: dict[str, dict], metric: str, path: PathLike, title: str | None = None
+    rows: dict[str, dict], metric: str, path: PathLike, title: str | None = None,
+    bounds: tuple[float, float] | None = None,
 ) -> Path:
-    """Bars of mean `metric` per method with asymmetric CI error bars."""
+    """Bars of mean `metric` per method with asymmetric CI error bars; finite `bounds` (what the
+    score can be, e.g. (0, 1)) fix the y axis to them, with room for the labels."""
     names = list(rows)
     mean, low, high = (_column(list(rows.values()), k) for k in ("mean", "ci_low", "ci_high"))
     fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(names) + 2), 4.5))
@@ -118,8 +144,17 @@ def plot_metric_bars(
                     textcoords="offset points", ha="center", va="bottom", fontsize=9)
     ax.set_xticks(xs, names, rotation=20 if len(names) > 4 else 0)
     ax.set(title=title or metric, ylabel=metric)
+    _bounded_y(ax, bounds)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+def _bounded_y(ax: plt.Axes, bounds: tuple[float, float] | None, room: float = 0.15, below: float = 0.0) -> None:
+    """A bounded score's axis shows its whole range, not negative proportions around a zero bar
+    (`room` above it for labels, `below` under it so markers on the bound are not cut in half)."""
+    if bounds and all(math.isfinite(b) for b in bounds):
+        lo, hi = bounds
+        ax.set_ylim(lo - below * (hi - lo), hi + room * (hi - lo))
 
 
 def _banded_lines(ax: plt.Axes, series: dict[str, list[dict]]) -> None:
@@ -175,5 +210,38 @@ def plot_tsne(points: np.ndarray, groups: Sequence[str], path: PathLike, title: 
         sel = labels == group
         ax.scatter(points[sel, 0], points[sel, 1], s=14, alpha=0.75, label=group)
     ax.set(title=title, xlabel="t-SNE 1", ylabel="t-SNE 2")
+    _legend(ax)
+    return _save(fig, path)
+
+
+@_styled
+def plot_score_vs_general(
+    points: Sequence[dict], metric: str, path: PathLike, title: str | None = None,
+    bounds: tuple[float, float] | None = None,
+) -> Path:
+    """The retention trade-off: task `metric` (y) against held-out general loss (x).
+
+    `points`: dicts with "method", "score", "general" and an optional "label" (e.g. "r=10"); one
+    point per method x ratio, a method's points joined in the given order. The "base" point is a
+    black star with dotted guides through it, so "better on the task" (above) and "keeps general
+    ability" (left of it) read off directly. `bounds` as in plot_metric_bars."""
+    fig, ax = plt.subplots(figsize=(7, 5))
+    methods = list(dict.fromkeys(p["method"] for p in points))
+    for i, method in enumerate(m for m in methods if m != "base"):
+        pts = [p for p in points if p["method"] == method]
+        x, y = _column(pts, "general"), _column(pts, "score")
+        ax.plot(x, y, marker="o", color=f"C{i % 10}", label=method, alpha=0.9)
+        for p, xi, yi in zip(pts, x, y):
+            if p.get("label") and not (math.isnan(xi) or math.isnan(yi)):
+                ax.annotate(p["label"], (xi, yi), xytext=(4, 4), textcoords="offset points", fontsize=8)
+    for p in (p for p in points if p["method"] == "base"):
+        ax.scatter([p["general"]], [p["score"]], marker="*", s=220, color="black", zorder=5, label="base")
+        ax.axvline(p["general"], color="black", linestyle=":", linewidth=1)
+        ax.axhline(p["score"], color="black", linestyle=":", linewidth=1)
+    ax.set(title=title or f"{metric} vs held-out general loss",
+           xlabel="held-out general loss (lower keeps more general ability)", ylabel=metric)
+    _bounded_y(ax, bounds, room=0.04, below=0.04)
+    ax.margins(x=0.08)  # room for the ratio labels of the outermost points
+    ax.grid(alpha=0.3)
     _legend(ax)
     return _save(fig, path)

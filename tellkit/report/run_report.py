@@ -7,7 +7,8 @@ from pathlib import Path
 
 from ..rundir import RunDir
 from .html import md_table, shorten, write_report
-from .plots import plot_loss_curves
+from ..train.memory import report_lines
+from .losses import SMOOTHING_NOTE, write_run_loss_plot
 
 
 def write_run_report(run_dir: str | Path) -> tuple[Path, Path]:
@@ -28,23 +29,25 @@ def write_run_report(run_dir: str | Path) -> tuple[Path, Path]:
             f"Ratio (general:task tokens) requested {m.get('requested_ratio')}, achieved "
             f"{_num(m.get('achieved_ratio'))}; seed {m.get('seed')}; fingerprint `{m.get('fingerprint', '')[:16]}…`", ""]
     if t:
-        md += ["## Training", "", md_table(["optimizer steps", "train tokens", "wall s", "tok/s", "packing eff.",
-                                             "peak RSS MiB", "final loss"],
+        md += ["## Training", "", md_table(["optimizer steps", "train tokens", "wall s", "tok/s", "peak RSS MiB",
+                                             "final loss", "final task loss"],
                                             [[t.get("optimizer_steps"), t.get("train_tokens"), t.get("wall_seconds"),
-                                              t.get("tokens_per_second"), t.get("packing_efficiency"),
-                                              t.get("peak_rss_mib"), t.get("final_loss")]]), ""]
-    log = run.path / "loss_log.json"
-    if log.exists():
-        records = json.loads(log.read_text(encoding="utf-8"))
-        plot_loss_curves({m.get("method", "run"): [(r["step"], r["loss"]) for r in records]},
-                         run.path / "loss.png", smoothing=0.6)
-        md += ["![loss](loss.png)", ""]
+                                              t.get("tokens_per_second"), t.get("peak_rss_mib"), t.get("final_loss"),
+                                              t.get("final_task_loss")]]), ""]
+    if state.get("preflight"):
+        md += ["### Step plan and memory", "", *report_lines(state["preflight"]), ""]
+    if write_run_loss_plot(run.path, m.get("method", "run")):
+        md += ["![loss](loss.png)", "", "Loss per supervised token: the whole mixture, and its task examples alone. "
+               + SMOOTHING_NOTE, ""]
     scores = run.path / "eval" / "scores.json"
     if scores.exists():
         ev = json.loads(scores.read_text(encoding="utf-8"))
         rows = [[metric, score, _num(v["value"]), f"[{_num(v['ci_low'])}, {_num(v['ci_high'])}]", res.get("n")]
                 for metric, res in ev["metrics"].items() for score, v in res["scores"].items()]
         md += ["## Evaluation", "", md_table(["metric", "score", "value", "95% CI", "n"], rows), "",
+               "95% intervals: percentile bootstrap over the test items (held-out examples for `general`) of this "
+               "one run, so they cover item sampling, not training randomness; ratio and corpus scores "
+               "(F1, field_exact, chrF, BLEU) are recomputed on each resample.", "",
                f"Generation: {ev['generation']['generated_tokens']} tokens in {ev['generation']['seconds']} s "
                f"({ev['generation']['tokens_per_second']} tok/s, batch {ev['generation']['batch_size']}).", ""]
         preds = (run.path / "eval" / "predictions.jsonl").read_text(encoding="utf-8").splitlines()[:3]

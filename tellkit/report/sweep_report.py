@@ -5,16 +5,24 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..evaluate.bootstrap import STUDENT_T
 from .html import md_table, write_report
+from .losses import write_method_plots
 from .plots import plot_ratio_curves, plot_scale_curves
+from .retention import GENERAL, sweep_section
 
 
 def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple[Path, Path]:
     score, curves = summary["primary_score"], summary["curves"]
-    md = [f"# TELL sweep — {Path(cfg.task.path).parent.name}/{Path(cfg.task.path).name}", "",
-          f"{summary['cells']} cells, primary score **{score}**, seeds {cfg.sweep.seeds}. "
-          f"Sweep wall time {summary['total_seconds']} s (sum of the cells' training time "
-          f"{summary['sum_of_cell_seconds']} s; data were tokenized once).", ""]
+    md = [f"# TELL sweep — {Path(cfg.task.path).parent.name}/{Path(cfg.task.path).name}", ""]
+    if summary.get("partial"):  # `tellkit report` while cells are still missing
+        md += [f"**Partial results: {summary['cells_done']} of {summary['cells_planned']} planned cells are done.** "
+               "Curves and the multiplier use only those; rerun the sweep command to finish it.", ""]
+    wall = (f"Sweep wall time {summary['total_seconds']} s" if summary.get("total_seconds") is not None
+            else "Written by `tellkit report`")
+    md += [f"{summary['cells']} cells, primary score **{score}**, seeds {cfg.sweep.seeds}. "
+           f"{wall} (sum of the cells' training time {summary['sum_of_cell_seconds']} s; data were tokenized once). "
+           + interval_line(curves), ""]
 
     md += ["## Emergence: score vs general:task ratio", ""]
     for t in sorted({r["task_tokens"] for r in rows}):
@@ -33,6 +41,7 @@ def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple
         name = f"ratio_curve_t{t}.png"
         plot_ratio_curves(series, score, out / name)
         md += [f"### {t} task tokens", "", f"![ratio curve]({name})", ""]
+        md += _task_loss_lines(rows, t, out)
 
     scale = {m: [{**max(pts, key=lambda p: -math.inf if math.isnan(p["mean"]) else p["mean"]), "x": int(t)}
                  for t, pts in sorted(by_t.items(), key=lambda kv: int(kv[0]))]
@@ -43,7 +52,7 @@ def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple
 
     md += ["## Data-efficiency multiplier", "",
            "How many task tokens SFT needs to match TELL (log-linear interpolation between swept scales; "
-           "interval from TELL's seed interval).", ""]
+           "interval from TELL's interval).", ""]
     mrows = [[m["task_tokens"], m["tell_ratio"], _f(m["tell_score"]), _f(m["sft_tokens_needed"], 0),
               _f(m["multiplier"], 2), f"[{_f(m['interval'][0], 2)}, {_f(m['interval'][1], 2)}]", m["note"]]
              for m in summary["multiplier"]]
@@ -53,11 +62,35 @@ def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple
     if summary.get("over_budget"):
         md += [f"Left out as over `sweep.max_train_tokens` ({summary['max_train_tokens']} training tokens): "
                + ", ".join(f"`{n}`" for n in summary["over_budget"]) + ".", ""]
+    md += sweep_section(rows, score, out)  # retention: general loss and its change from base, trade-off plot
     md += ["## All cells", ""]
-    cols = ["method", "task_tokens", "ratio", "seed", score, "train_tokens", "optimizer_steps", "wall_seconds"]
+    retention = [GENERAL] if any(r.get(GENERAL) is not None for r in rows) else []
+    cols = ["method", "task_tokens", "ratio", "seed", score, *retention, "train_tokens", "optimizer_steps",
+            "wall_seconds"]
     md += [md_table(cols, [[r.get(c) for c in cols] for r in rows]), ""]
     md += ["## Assumptions (where the paper is silent)", "", *[f"- {a}" for a in summary["assumptions"]], ""]
     return write_report("\n".join(md), out, title="tellkit sweep")
+
+
+def interval_line(curves: dict) -> str:
+    """Which 95% interval the bands and intervals use (evaluate.metrics.pooled picks it from the results;
+    a summary written before intervals were named used Student-t)."""
+    kinds = sorted({p.get("interval", STUDENT_T) for by_t in curves.values() for pts in by_t.values()
+                    for p in pts} - {"none"})
+    return f"Bands and intervals: 95% {', '.join(kinds)}." if kinds else ""
+
+
+def _task_loss_lines(rows: list[dict], t: int, out: Path) -> list[str]:
+    """Task-loss overlay at one scale, first seed: TELL at its largest ratio, sft-matched at that
+    ratio, and sft."""
+    at = [r for r in rows if r["task_tokens"] == t and r.get("run_dir")]
+    seed = min((r["seed"] for r in at if r.get("seed") is not None), default=None)
+    tell = [r for r in at if r["method"] == "tell" and r["seed"] == seed]
+    top = max((r["ratio"] for r in tell), default=None)
+    runs = {f"{r['method']} r{r['ratio']:g}" if r["method"] != "sft" else "sft": out / r["run_dir"]
+            for r in at if r["seed"] == seed and (r["method"] == "sft" or
+                                                  (r["method"] in ("tell", "sft-matched") and r["ratio"] == top))}
+    return write_method_plots(runs, out, f"{t} task tokens, seed {seed}", suffix=f"_t{t}")
 
 
 def _f(x, digits: int = 3) -> str:

@@ -30,8 +30,12 @@ class Progress(TrainerCallback):
             return
         self.bar.update(state.global_step - self.bar.n)
         toks = self.cum[min(state.global_step, len(self.cum) - 1)] - self.cum[min(self.start_step, len(self.cum) - 1)]
-        self.bar.set_postfix(tok_s=f"{toks / max(time.perf_counter() - self.t0, 1e-9):.0f}",
-                             loss=f"{state.log_history[-1].get('loss', float('nan')):.3f}" if state.log_history else "-")
+        last = next((r for r in reversed(state.log_history) if "loss" in r), {})
+        shown = {"tok_s": f"{toks / max(time.perf_counter() - self.t0, 1e-9):.0f}",
+                 "loss": f"{last['loss']:.3f}" if "loss" in last else "-"}
+        if "task_loss" in last:  # the loss on the task examples alone: what TELL is meant to teach
+            shown["task"] = f"{last['task_loss']:.3f}"
+        self.bar.set_postfix(shown)
 
     def on_train_end(self, args, state, control, **kw):
         if self.bar is not None:
@@ -60,6 +64,11 @@ class LossLog(TrainerCallback):
             control.should_log = True
 
     def on_log(self, args, state, control, logs=None, **kw):
+        dev = {f"dev_{k[5:]}": float(v) for k, v in (logs or {}).items() if k in ("eval_task_loss", "eval_general_loss")}
+        if dev and self.records and self.records[-1]["step"] == state.global_step:  # a save step logs first
+            self.records[-1] |= dev
+            if state.is_world_process_zero:
+                write_json_atomic(self.path, self.records)
         if not logs or "loss" not in logs:
             return
         step = state.global_step
@@ -72,8 +81,10 @@ class LossLog(TrainerCallback):
             control.should_training_stop = True
             control.should_save = False  # keep the last good checkpoint as the newest one
             return
-        self.records.append({"step": step, "loss": loss, "lr": logs.get("learning_rate"),
-                             "grad_norm": grad_norm, "epoch": logs.get("epoch"),
-                             "tokens": int(self.cum[min(step, len(self.cum)) - 1]) if step else 0})
+        record = {"step": step, "loss": loss, "lr": logs.get("learning_rate"), "grad_norm": grad_norm,
+                  "epoch": logs.get("epoch"), "tokens": int(self.cum[min(step, len(self.cum)) - 1]) if step else 0}
+        # per supervised token since the previous record; a source with no tokens in the window has no loss
+        record |= {k: logs[k] for k in ("task_loss", "general_loss", "task_tokens", "general_tokens") if k in logs}
+        self.records.append(record)
         if state.is_world_process_zero:
             write_json_atomic(self.path, self.records)

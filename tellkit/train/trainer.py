@@ -1,15 +1,15 @@
 """LoRA training of a mixture with the HF Trainer.
 
-The whole step is the library's; what is ours: the rows come in mixture order
-(a SequentialSampler, because the mixture already *is* the seeded shuffle and
-under DDP accelerate gives each rank a disjoint slice of that one order),
-packing, throughput accounting, the loss log, and the NaN stop.
+The optimizer step is the library's; what is ours: the step plan (tellkit/train/plan.py: micro-
+batches of `batch_size` examples in mixture order, a SequentialSampler because the mixture already
+*is* the seeded shuffle), padding-free packed rows with per-example attention (attention.py), the
+fused head + cross-entropy on supervised positions only, with task and general losses from the same
+pass (loss.py), throughput accounting, the loss log and the NaN stop.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import resource
 import shutil
@@ -24,86 +24,121 @@ from torch.utils.data import SequentialSampler
 from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
 
 from ..config import Config
+from ..data.tokenize import IGNORE
 from ..errors import TellkitError
 from ..mix import Mixture
-from ..models.resolve import load_model_and_tokenizer
+from ..models.load import load_model_and_tokenizer
 from ..rundir import last_checkpoint
+from ..track import tracking_args
+from .attention import training_attention
+from .batches import MicroBatches, collate_packed, collate_padded
 from .callbacks import LossLog, Progress
-from .collate import Rows, collate_packed, collate_padded
-from .packing import efficiency, pack
+from .loss import fuse_head, linear_cross_entropy, unfuse_head
+from .plan import TrainPlan, micro_batches, plan_training
+from .precision import use_bf16
 
 
 class MixtureTrainer(Trainer):
+    """compute_loss: one forward, the fused loss over supervised positions, and per-source sums."""
+
+    def __init__(self, *args, head_weight=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.head_weight = head_weight  # set: the model returns hidden states (loss.HiddenHead)
+        self.model_accepts_loss_kwargs = True  # count supervised tokens over the whole optimizer step
+        self.source_sums = torch.zeros(4, dtype=torch.float64)  # task loss, task tokens, general loss, tokens
+
     def _get_train_sampler(self, train_dataset=None):
         return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
 
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        targets, source = inputs.pop("shift_labels"), inputs.pop("token_source")
+        del inputs["labels"]  # present for the Trainer's label checks; shift_labels is the target
+        out = model(**inputs, use_cache=False)
+        keep = targets != IGNORE
+        hidden, targets = out.logits[keep], targets[keep]
+        if self.head_weight is not None:
+            per_token = linear_cross_entropy(hidden, self.head_weight, targets)
+        else:
+            per_token = torch.nn.functional.cross_entropy(hidden.float(), targets, reduction="none")
+        if model.training:
+            task = source[keep] == 1
+            d = per_token.detach().double()
+            self.source_sums += torch.stack([d[task].sum(), task.sum(), d[~task].sum(), (~task).sum()]).cpu()
+        # Normalised by the supervised tokens of the whole optimizer step (all micro-batches, all ranks),
+        # so accumulation and DDP give the loss of one big batch; DDP averages gradients over ranks.
+        self.loss_is_scaled_for_ga = num_items_in_batch is not None
+        loss = per_token.sum() / (num_items_in_batch if num_items_in_batch is not None else max(keep.sum(), 1))
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            loss = loss * self.accelerator.num_processes
+        return (loss, out) if return_outputs else loss
 
-def use_bf16(setting) -> bool:
-    if setting != "auto":
-        return bool(setting)
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    # Native bf16 only (AVX512_BF16 / AMX): there a bf16-autocast LoRA step of SmolLM2-135M is
-    # ~1.5x faster than fp32 (benchmarks/bench_matmul.py); plain AVX512 would only emulate bf16.
-    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+    def log(self, logs: dict, start_time=None) -> None:
+        if "loss" in logs:  # the task and general losses since the last log, per supervised token
+            sums = self.accelerator.reduce(self.source_sums.to(self.args.device), reduction="sum").cpu()
+            self.source_sums.zero_()
+            for name, (total, n) in {"task": sums[:2], "general": sums[2:]}.items():
+                if n > 0:
+                    logs[f"{name}_loss"] = round(float(total / n), 6)
+                logs[f"{name}_tokens"] = int(n)
+        super().log(logs, start_time)
 
 
-def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path) -> dict:
-    """Train a LoRA adapter on the mixture; write out/adapter and out/loss_log.json; return stats."""
+def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path, plan: TrainPlan | None = None,
+                  heldout=None) -> dict:
+    """Train a LoRA adapter on the mixture; write out/adapter and out/loss_log.json; return stats.
+    With a dev split, every save scores its loss (and the `heldout` general examples' loss, if given)
+    and the best checkpoint by task dev loss becomes the adapter."""
     t = cfg.train
+    plan = plan or plan_training(cfg, mixture)
     set_seed(t.seed)  # before LoRA init, so the adapter's initial weights follow the seed
     model, tokenizer = load_model_and_tokenizer(model_ref, dtype=cfg.model.dtype,
                                                 trust_remote_code=cfg.model.trust_remote_code,
                                                 allow_pickle=cfg.model.allow_pickle)
-    model.config.use_cache = False  # a cache would also disable packed-sequence masking
+    model.config.use_cache = False
+    model.set_attn_implementation(training_attention(t.packing))
     model = get_peft_model(model, PeftLoraConfig(
         r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
         target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
+    head = fuse_head(model)
 
-    data = mixture.dataset()
-    # `data` is an index map over the memory-mapped table: read lengths through it, in mixture order.
-    lengths = np.asarray(data.select_columns(["n_tokens"]).with_format("numpy")["n_tokens"], dtype=np.int64)
-    groups = pack(lengths, t.max_length) if t.packing else [[i] for i in range(len(data))]
-    if not groups:
-        raise TellkitError("the mixture is empty: nothing to train on")
-    rows = Rows(data, groups)
-    pad_id = tokenizer.pad_token_id
-    collate = collate_packed(pad_id, t.max_length) if t.packing else collate_padded(pad_id)
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    per_step = t.batch_size * t.grad_accum * world
-    row_tokens = rows.tokens(lengths)
-    steps_per_epoch = math.ceil(len(rows) / per_step)
-    max_steps = t.max_steps or math.ceil(steps_per_epoch * t.epochs)
-    tokens_per_step = _tokens_per_step(row_tokens, per_step, max_steps, t.batch_size, world)
-
+    rows = MicroBatches.of_mixture(mixture, micro_batches(plan.examples, t.batch_size, plan.world_size))
+    collate = collate_packed if t.packing else collate_padded(tokenizer.pad_token_id)
     ckpt_dir = out / "checkpoints"
     args = TrainingArguments(
-        output_dir=str(ckpt_dir), per_device_train_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum, max_steps=max_steps, learning_rate=t.lr,
-        lr_scheduler_type=t.scheduler, warmup_steps=int(t.warmup_ratio * max_steps),
+        output_dir=str(ckpt_dir), per_device_train_batch_size=1,  # one item = one planned micro-batch
+        gradient_accumulation_steps=t.grad_accum, max_steps=plan.optimizer_steps, learning_rate=t.lr,
+        lr_scheduler_type=t.scheduler, warmup_steps=plan.warmup_steps,
         weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, logging_steps=t.logging_steps,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
         seed=t.seed, data_seed=t.seed, bf16=use_bf16(t.bf16), use_cpu=not torch.cuda.is_available(),
-        report_to="none", disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
+        gradient_checkpointing=t.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},  # LoRA: the frozen inputs need no grad hook
+        **tracking_args(cfg, out), disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient; skips a graph walk per step
         logging_nan_inf_filter=False,  # a NaN/inf step loss must reach the NaN guard, not be averaged away
+        prediction_loss_only=True,  # dev evaluation needs the loss, never the (hidden-state) outputs
         **_dev_selection(mixture, t.save_steps),
     )
-    loss_log = LossLog(out / "loss_log.json", tokens_per_step)
+    loss_log = LossLog(out / "loss_log.json", plan.tokens_per_step)
     with args.main_process_first(local=False):  # ranks > 0 look for checkpoints after rank 0 claimed `out`
         resume = last_checkpoint(ckpt_dir)  # newest *complete* one: a kill can tear a checkpoint mid-write
     resume_step = int(resume.rsplit("-", 1)[-1]) if resume else 0
     if resume:
         loss_log.records = _previous_losses(out / "loss_log.json", resume_step)
-    dev = Rows(mixture.task, [[int(i)] for i in mixture.dev_rows]) if len(mixture.dev_rows) else None
+    dev = MicroBatches.dev(mixture)
+    if dev is not None:
+        dev = {"task": dev} | ({"general": MicroBatches(heldout, [[i] for i in range(len(heldout))],
+                                                         np.zeros(len(heldout), dtype=np.int8))}
+                               if heldout is not None and len(heldout) else {})
     trainer = MixtureTrainer(model=model, args=args, train_dataset=rows, eval_dataset=dev,
-                             data_collator=collate,
-                             callbacks=[Progress(tokens_per_step), loss_log])
+                             data_collator=collate, callbacks=[Progress(plan.tokens_per_step), loss_log],
+                             head_weight=head.weight if head is not None else None)
     trainer.remove_callback(PrinterCallback)  # our progress bar and loss log replace its raw dict prints
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     wall = time.perf_counter() - start
+    unfuse_head(model, head)
     if loss_log.bad_step is not None:
         last = last_checkpoint(ckpt_dir)
         raise TellkitError(f"training loss became NaN/inf at step {loss_log.bad_step} ({loss_log.bad_reason}); "
@@ -111,16 +146,20 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path) -> dict:
                            f"(now {t.lr:g}); last good checkpoint: {last or 'none yet'}")
 
     _save_adapter(trainer, tokenizer, out / "adapter")
-    trained_tokens = int(tokens_per_step[resume_step: trainer.state.global_step].sum())  # this session's
+    done = trainer.state.global_step
+    trained_tokens = int(plan.tokens_per_step[resume_step:done].sum())  # this session's
     return {
-        "optimizer_steps": trainer.state.global_step, "rows": len(rows), "rows_per_step": per_step,
-        "epochs": t.epochs if not t.max_steps else None, "world_size": world,
-        "train_tokens": int(tokens_per_step[: trainer.state.global_step].sum()),
-        "packing": t.packing, "packing_efficiency": round(efficiency(lengths, groups, t.max_length), 4) if t.packing else None,
+        "optimizer_steps": done, "micro_batches": len(rows), "examples_per_step": plan.examples_per_step,
+        "epochs": t.epochs if not t.max_steps else None, "world_size": plan.world_size,
+        "train_tokens": int(plan.tokens_per_step[:done].sum()), "packing": t.packing,
+        "attention": model.config._attn_implementation, "fused_loss": head is not None,
+        "gradient_checkpointing": t.gradient_checkpointing,
         "wall_seconds": round(wall, 2), "tokens_per_second": round(trained_tokens / wall, 1) if wall else None,
         "resumed_from": resume, "bf16": args.bf16,
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_cuda_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
         "final_loss": loss_log.records[-1]["loss"] if loss_log.records else None,
+        "final_task_loss": loss_log.records[-1].get("task_loss") if loss_log.records else None,
         "dev_examples": int(len(mixture.dev_rows)),
         "best_checkpoint": trainer.state.best_model_checkpoint, "best_dev_loss": trainer.state.best_metric,
     }
@@ -131,17 +170,7 @@ def _dev_selection(mixture: Mixture, every: int) -> dict:
     if not len(mixture.dev_rows):
         return {}
     return {"eval_strategy": "steps", "eval_steps": every, "load_best_model_at_end": True,
-            "metric_for_best_model": "eval_loss", "greater_is_better": False, "per_device_eval_batch_size": 1}
-
-
-def _tokens_per_step(row_tokens: np.ndarray, per_step: int, max_steps: int, batch_size: int, world: int) -> np.ndarray:
-    """Real tokens in each optimizer step; every epoch restarts the same row order. One process ends
-    an epoch with a short step; under DDP, accelerate's even_batches fills the last global batch
-    (batch_size x world rows) with rows from the start of the epoch instead."""
-    n = len(row_tokens)
-    seen = n if world == 1 else math.ceil(n / (batch_size * world)) * batch_size * world
-    steps = np.add.reduceat(row_tokens[np.arange(seen) % n], np.arange(0, seen, per_step))
-    return np.tile(steps, math.ceil(max_steps / len(steps)))[:max_steps].astype(np.int64)
+            "metric_for_best_model": "eval_task_loss", "greater_is_better": False, "per_device_eval_batch_size": 1}
 
 
 def _previous_losses(path: Path, upto: int) -> list[dict]:

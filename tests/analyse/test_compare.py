@@ -29,3 +29,36 @@ def test_compare_runs_every_method_with_costs_and_matched_steps(config_file, cap
     # the report can be re-rendered from comparison.json alone
     (out / "report.md").unlink()
     assert main(["report", str(out)]) == 0 and "## Outcome" in (out / "report.md").read_text()
+
+
+def test_compare_names_the_winner_and_links_best(config_file, capsys):
+    import yaml
+
+    from datahelpers import general_rows, write_jsonl
+
+    write_jsonl(config_file.parent / "heldout.jsonl", general_rows(12, seed=7))
+    cfg = yaml.safe_load(config_file.read_text())
+    cfg["general"]["heldout_path"] = "heldout.jsonl"
+    config_file.write_text(yaml.safe_dump(cfg))
+    # The tiny random model never writes JSON, so the winner is picked by general loss: TELL trains on
+    # general data and lowers it; base is the reference.
+    rc = main(["compare", str(config_file), "compare.methods=[tell,base]", "compare.seeds=[0]",
+               "train.max_steps=2", "eval.max_new_tokens=4", "eval.metrics=[json,general]",
+               "compare.score=general/loss"])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    out = config_file.parent / "run"
+    result = json.loads((out / "comparison.json").read_text())
+    winner = result["winner"]
+    assert winner["method"] == "tell" and winner["score"] == "general/loss"
+    best = out / "best"
+    assert best.is_symlink() and best.resolve() == (out / "tell-s0").resolve()
+    assert (best / "adapter" / "adapter_config.json").exists() and (best / "run.json").exists()
+    assert (best / "config.yaml").exists() and (best / "eval" / "scores.json").exists()
+    report = (out / "report.md").read_text().splitlines()
+    assert report[2].startswith("**Winner: `tell`**") and any("tellkit predict" in line for line in report[:12])
+    assert "general loss" in "\n".join(report) and (out / "retention.png").exists()
+    assert "*tell" in printed and f"best/: {best}" in printed and "tellkit export" in printed
+    # the scores' intervals are named and stay inside [0, 1] for the proportions
+    strict = result["summary"]["tell"]["scores"]["json/strict"]
+    assert strict["interval"] == "bootstrap over test items and seeds" and 0 <= strict["ci_low"] <= strict["ci_high"] <= 1

@@ -28,7 +28,7 @@ def test_resolve_layer_rejects(spec):
 
 @pytest.fixture(scope="module")
 def model_tok(tiny_model):
-    from tellkit.models.resolve import load_model_and_tokenizer
+    from tellkit.models import load_model_and_tokenizer
 
     return load_model_and_tokenizer(tiny_model)
 

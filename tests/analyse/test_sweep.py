@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from tellkit.analyse.sweep import _tokens_for, cell_name, grid, over_budget, primary_score
+from tellkit.analyse.sweep import _tokens_for, cell_name, curves, grid, multipliers, over_budget, primary_score
 from tellkit.errors import ConfigError
 from tellkit.api import load
 from tellkit.cli import main
@@ -53,6 +53,50 @@ def test_sweep_score_from_a_metric_not_evaluated_is_a_one_line_error(config_file
     assert len(err) == 1 and "sweep.score" in err[0] and "eval.metrics" in err[0]
 
 
+def _cell(method, ratio, seed, preds, task_tokens=100):
+    from tellkit.evaluate.metrics import compute
+
+    refs = ['{"a": 1}'] * len(preds)
+    return {"method": method, "task_tokens": task_tokens, "ratio": ratio, "seed": seed,
+            "metrics": compute(["json"], preds, refs)}
+
+
+def test_curve_points_pool_items_and_seeds_and_stay_inside_0_1():
+    right, wrong = '{"a": 1}', "x"
+    # tell at ratio 2: seeds score 0, 0 and 1 on every item; a Student-t band over the three seed
+    # means would be 1/3 +- 1.43, far outside [0, 1]
+    results = [_cell("tell", 2.0, s, [p] * 6) for s, p in enumerate((wrong, wrong, right))]
+    results += [_cell("tell", 0.0, s, [right] * 5 + [wrong]) for s in range(3)]
+    results += [_cell("sft", 0.0, s, [right, wrong] * 3) for s in range(3)]
+    c = curves(results, "json/strict")
+    assert [p["x"] for p in c["tell"][100]] == [0.0, 2.0]
+    point = c["tell"][100][1]
+    assert point["mean"] == pytest.approx(1 / 3) and point["n"] == 3
+    assert point["interval"] == "bootstrap over test items and seeds"
+    assert 0.0 <= point["ci_low"] < point["mean"] < point["ci_high"] <= 1.0
+    # every seed agrees item by item on tell at ratio 0: only items vary
+    flat = c["tell"][100][0]
+    assert flat["mean"] == pytest.approx(5 / 6) and 0.0 <= flat["ci_low"] < flat["ci_high"] <= 1.0
+    assert c["sft"][100][0]["mean"] == pytest.approx(0.5)
+    # results without per-item rows (written before they were kept): Wilson, still inside [0, 1]
+    for r in results:
+        del r["metrics"]["json"]["items"]
+    old = curves(results, "json/strict")["tell"][100][1]
+    assert old["interval"] == "Wilson over items x seeds" and 0.0 < old["ci_low"] < old["ci_high"] < 1.0
+
+
+def test_multiplier_reads_the_curves():
+    right, wrong = '{"a": 1}', "x"
+    results = [_cell("sft", 0.0, 0, [right] * 2 + [wrong] * 8, task_tokens=100),
+               _cell("sft", 0.0, 0, [right] * 6 + [wrong] * 4, task_tokens=1000),
+               _cell("tell", 0.0, 0, [right] * 2 + [wrong] * 8, task_tokens=100),
+               _cell("tell", 3.0, 0, [right] * 4 + [wrong] * 6, task_tokens=100)]
+    (m,) = multipliers(curves(results, "json/strict"))
+    assert m["tell_ratio"] == 3.0 and m["tell_score"] == pytest.approx(0.4)
+    assert m["multiplier"] == pytest.approx(10 ** 0.5, rel=1e-6)  # halfway from 0.2 to 0.6, log-linear
+    assert len(m["interval"]) == 2
+
+
 def test_multiplier_interpolation():
     sft = [(1000, 0.2), (10000, 0.6)]
     assert abs(_tokens_for(sft, 0.6) - 10000) < 1e-6
@@ -70,6 +114,10 @@ def test_sweep_runs_resumes_and_never_reruns_a_finished_cell(config_file, capsys
     assert summary["cells"] == 6 and len(summary["multiplier"]) == 2
     assert (out / "sweep.csv").read_text().count("\n") == 7
     assert (out / "ratio_curve_t150.png").exists() and (out / "report.html").exists()
+    points = [p for by_t in summary["curves"].values() for pts in by_t.values() for p in pts]
+    assert {p["interval"] for p in points} == {"bootstrap over test items and seeds"}
+    assert all(0.0 <= p["ci_low"] <= p["ci_high"] <= 1.0 for p in points)
+    assert "Bands and intervals: 95% bootstrap over test items and seeds." in (out / "report.md").read_text()
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("cells/*/adapter/adapter_model.safetensors")}
     assert len(stamps) == 6
     # an interrupted sweep: delete one cell's result; rerunning redoes only that cell
@@ -94,3 +142,43 @@ def test_sweep_reuses_tell_at_ratio_0_for_sft_anchor_and_evaluates_base_once(con
     assert by[("sft+anchor", 0)]["train_tokens"] == by[("tell", 0)]["train_tokens"] > 0
     assert [r["method"] for r in rows].count("base") == 2 and (out / "base" / "scores.json").exists()
     assert "tell-t150-r2-s0" in (out / "report.md").read_text()
+
+
+def _no_mix_config(config_file, n_task=40):
+    """The issue's config: no `mix` section (so mix.ratio keeps its default, 100), 40 task examples."""
+    import yaml
+
+    from datahelpers import task_rows, write_jsonl
+
+    write_jsonl(config_file.parent / "task.jsonl", task_rows(n_task))
+    cfg = yaml.safe_load(config_file.read_text())
+    del cfg["mix"]
+    config_file.write_text(yaml.safe_dump(cfg))
+    return config_file
+
+
+def test_sweep_validates_its_own_cells_not_mix_ratio(config_file, capsys):
+    _no_mix_config(config_file)
+    args = ["sweep", str(config_file), "sweep.ratios=[0,3]", "sweep.task_tokens=[200]", "sweep.methods=[tell,sft]",
+            "sweep.seeds=[0,1]", "train.max_steps=1", "eval.max_new_tokens=2", "eval.limit=2"]
+    assert main(args) == 0, capsys.readouterr().err
+    rows = json.loads((config_file.parent / "run" / "sweep.json").read_text())["rows"]
+    assert sorted({(r["method"], r["ratio"]) for r in rows}) == [("sft", 0.0), ("tell", 0.0), ("tell", 3.0)]
+
+
+def test_an_infeasible_cell_is_named_with_the_key_to_change_and_a_left_out_one_is_not_checked(config_file, capsys):
+    from datahelpers import user_error
+
+    from tellkit.analyse.sweep import plan_sweep
+    from tellkit.api import prepare
+
+    _no_mix_config(config_file)
+    grid = ["sweep.ratios=[0,3,1000]", "sweep.task_tokens=[200]", "sweep.methods=[tell,sft]", "sweep.seeds=[0]"]
+    line = user_error(["sweep", str(config_file), *grid], capsys, "sweep cell tell-t200-r1000-s0", "general tokens",
+                      "sweep.ratios")
+    assert "mix.ratio" not in line and not (config_file.parent / "run" / "cells").exists()  # nothing trained
+    # with a budget that leaves that cell out, it is not validated at all, and the plan records why
+    cfg = load(config_file, [*grid, "sweep.max_train_tokens=5000"])
+    plan = plan_sweep(cfg, config_file.parent / "run", prepare(cfg))
+    assert [c["name"] for c in plan.left_out] == ["tell-t200-r1000-s0"]
+    assert {c.name for c in plan.cells} == {"tell-t200-r0-s0", "tell-t200-r3-s0", "sft-t200-r0-s0"}

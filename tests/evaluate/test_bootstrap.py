@@ -4,7 +4,19 @@ import numpy as np
 import pytest
 
 from tellkit.errors import ConfigError
-from tellkit.evaluate.bootstrap import bootstrap_ci, bootstrap_corpus_ci, difference_ci, mean_ci_over_seeds
+from tellkit.evaluate.bootstrap import (
+    ITEMS_AND_SEEDS,
+    PAIRED_ITEMS_AND_SEEDS,
+    STUDENT_T,
+    WELCH_T,
+    WILSON,
+    bootstrap_ci,
+    bootstrap_corpus_ci,
+    crossed_bootstrap_ci,
+    difference_ci,
+    mean_ci_over_seeds,
+    wilson_ci,
+)
 
 # Student-t quantiles t_{0.975, df} from standard tables.
 T975 = {1: 12.706205, 2: 4.302653, 4: 2.776445}
@@ -119,3 +131,83 @@ def test_difference_ci_degenerate_inputs():
     assert single["verdict"] == "no clear difference"
     exact = difference_ci([2.0, 2.0], [1.0, 1.0])
     assert (exact["ci_low"], exact["ci_high"], exact["verdict"]) == (1.0, 1.0, "A better")
+
+
+# ---------------------------------------------------------------- intervals that respect [0, 1]
+
+
+def test_three_seeds_of_0_0_1_stay_inside_0_1_with_items():
+    # The old Student-t band: mean 1/3, half-width 4.30 * 0.577 / sqrt(3) = 1.43 -> [-1.1, 1.8].
+    items = [[0.0], [0.0], [1.0]]
+    out = mean_ci_over_seeds([0.0, 0.0, 1.0], items=[[0, 0, 0, 0], [0, 0, 0, 0], [1, 1, 1, 1]])
+    assert out["interval"] == ITEMS_AND_SEEDS and out["mean"] == pytest.approx(1 / 3)
+    assert 0.0 <= out["ci_low"] <= out["mean"] <= out["ci_high"] <= 1.0
+    assert out["ci_low"] == 0.0 and out["ci_high"] == 1.0  # resampling 3 seeds can draw all-0 or all-1
+    # one item per seed: no spread can be estimated over items, so no interval (not a false one)
+    assert math.isnan(mean_ci_over_seeds([0.0, 0.0, 1.0], items=items)["ci_low"])
+
+
+def test_three_seeds_of_0_0_1_stay_inside_0_1_without_items_via_wilson():
+    out = mean_ci_over_seeds([0.0, 0.0, 1.0], bounds=(0.0, 1.0), n_items=1)
+    low, high = wilson_ci(1 / 3, 3)
+    assert out["interval"] == WILSON and (out["ci_low"], out["ci_high"]) == pytest.approx((low, high))
+    assert 0.0 < out["ci_low"] < 1 / 3 < out["ci_high"] < 1.0
+
+
+def test_wilson_hand_computed_and_bounded_at_the_edges():
+    # 5 of 10: 0.2366 .. 0.7634 (Wilson 1927; standard tables)
+    assert wilson_ci(0.5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    low, high = wilson_ci(0.0, 20)
+    assert low == 0.0 and 0.0 < high < 0.2
+    low, high = wilson_ci(1.0, 20)
+    assert 0.8 < low < 1.0 and high == 1.0
+
+
+def test_wilson_rescales_a_0_100_score():
+    out = mean_ci_over_seeds([98.0, 100.0], bounds=(0.0, 100.0), n_items=50)
+    assert 90 < out["ci_low"] < 99.0 < out["ci_high"] <= 100.0
+
+
+def test_unbounded_score_without_items_keeps_student_t():
+    out = mean_ci_over_seeds([1.0, 2.0, 3.0], bounds=(0.0, math.inf), n_items=100)
+    assert out["interval"] == STUDENT_T and out["ci_low"] < 1.0  # a loss: t is the right tool
+
+
+def test_crossed_bootstrap_one_seed_is_the_item_bootstrap():
+    # Resample means of [0, 1] are 0, 0.5, 1: the 2.5%/97.5% quantiles are 0 and 1.
+    assert crossed_bootstrap_ci([[0.0, 1.0]]) == (0.5, 0.0, 1.0)
+    assert crossed_bootstrap_ci([[3.0, 3.0, 3.0]]) == (3.0, 3.0, 3.0)
+
+
+def test_crossed_bootstrap_widens_with_seed_spread():
+    same = crossed_bootstrap_ci([[0, 1] * 10] * 3)
+    spread = crossed_bootstrap_ci([[0] * 20, [0, 1] * 10, [1] * 20])
+    assert same[0] == spread[0] == 0.5
+    assert spread[2] - spread[1] > 1.5 * (same[2] - same[1])
+
+
+def test_crossed_bootstrap_statistic_and_shape_check():
+    # perplexity-like statistic: exp(mean) of each seed's rows, averaged over seeds
+    point, low, high = crossed_bootstrap_ci([[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]], statistic=lambda r: math.exp(r.mean()))
+    assert point == pytest.approx(math.exp(2.0)) and math.exp(1.0) <= low < point < high <= math.exp(3.0)
+    with pytest.raises(ValueError, match="same test items"):
+        crossed_bootstrap_ci([[1.0, 2.0], [1.0]])
+
+
+def test_paired_difference_sees_a_shift_the_item_noise_hides():
+    rng = np.random.default_rng(0)
+    b = rng.integers(0, 2, size=40).astype(float)  # hard and easy items, ~half right
+    a = b.copy()
+    a[np.flatnonzero(b == 0)[:8]] = 1.0  # A also gets 8 of B's misses right, and nothing worse
+    out = difference_ci([a.mean()], [b.mean()], items_a=[a], items_b=[b])
+    assert out["interval"] == PAIRED_ITEMS_AND_SEEDS and out["mean_diff"] == pytest.approx(0.2)
+    assert 0.0 < out["ci_low"] <= 0.2 <= out["ci_high"] <= 1.0 and out["verdict"] == "A better"
+    # Without items, one seed each: nothing can be estimated.
+    assert difference_ci([a.mean()], [b.mean()])["verdict"] == "no clear difference"
+
+
+def test_paired_difference_lower_is_better_and_welch_fallback_named():
+    loss_a, loss_b = [[1.0, 2.0, 1.5, 1.2]], [[2.0, 3.0, 2.5, 2.2]]
+    out = difference_ci([1.425], [2.425], higher_is_better=False, items_a=loss_a, items_b=loss_b)
+    assert out["mean_diff"] == pytest.approx(-1.0) and out["verdict"] == "A better"
+    assert difference_ci([1.0, 2.0], [3.0, 4.0])["interval"] == WELCH_T

@@ -372,3 +372,61 @@ def test_bleurt_tiny_random_checkpoint(tmp_path):
     out = compute(["bleurt"], ["the cat sat", "a dog"], ["the cat sat", "the dog"], options)["bleurt"]
     assert out["n"] == 2 and math.isfinite(value(out, "bleurt"))
     assert compute(["bleurt"], ["the cat sat", "a dog"], ["the cat sat", "the dog"], options)["bleurt"] == out
+
+
+# ---------------------------------------------------------------- per-item rows and pooled intervals
+
+ITEM_PREDS = ['{"hallucination": "yes", "a": 1}', '{"hallucination": "no"}', "oops", '{"hallucination": "yes"}',
+              '{"hallucination": "no", "a": 3}']
+ITEM_REFS = ['{"hallucination": "yes", "a": 1}', '{"hallucination": "yes", "a": 2}', '{"hallucination": "no", "a": 1}',
+             '{"hallucination": "no", "a": 3}', '{"hallucination": "no", "a": 3}']
+
+
+@pytest.mark.parametrize("names, options", [
+    (["json", "label"], {}),
+    (["chrf", "chrf++", "bleu", "ter"], {}),
+    (["chrf", "bleu"], {"doc_level": True}),
+])
+def test_items_reproduce_every_score(names, options):
+    import numpy as np
+
+    from tellkit.evaluate.metrics import METRICS
+
+    out = compute(names, ITEM_PREDS, ITEM_REFS, options)
+    for name, result in out.items():
+        assert set(result["items"]) == set(result["scores"])
+        for score, entry in result["scores"].items():
+            rows = np.asarray(result["items"][score], dtype=float)
+            assert len(rows) == result["n"] == len(ITEM_PREDS)
+            # via a JSON round trip, as a comparison reads them back from scores.json
+            rows = np.asarray(json.loads(json.dumps(result["items"][score])), dtype=float)
+            assert METRICS[name].statistic(score, result)(rows) == pytest.approx(entry["value"])
+
+
+def test_pooled_over_seeds_uses_items_and_stays_in_bounds():
+    from tellkit.evaluate.metrics import pooled
+
+    seeds = [compute(["json"], [p] * 4, ['{"a": 1}'] * 4) for p in ("x", "x", '{"a": 1}')]
+    out = pooled.over_seeds("json/strict", seeds)
+    assert out["mean"] == pytest.approx(1 / 3) and out["interval"] == "bootstrap over test items and seeds"
+    assert 0.0 <= out["ci_low"] <= out["ci_high"] <= 1.0
+    # results written before items were recorded: Wilson over items x seeds, still inside [0, 1]
+    for r in seeds:
+        del r["json"]["items"]
+    old = pooled.over_seeds("json/strict", seeds)
+    assert old["interval"] == "Wilson over items x seeds" and 0.0 < old["ci_low"] < old["ci_high"] < 1.0
+
+
+def test_pooled_difference_is_paired_and_knows_direction():
+    from tellkit.evaluate.metrics import general, pooled
+
+    a = [{"general": general.loss_result([1.0, 2.0, 1.5, 1.2, 1.1], seed=0)}]
+    b = [{"general": general.loss_result([1.5, 2.5, 2.0, 1.7, 1.6], seed=0)}]
+    d = pooled.difference("general/loss", a, b)
+    assert d["interval"] == "paired bootstrap over test items and seeds"
+    assert d["mean_diff"] == pytest.approx(-0.5) and d["ci_low"] == pytest.approx(-0.5) and d["verdict"] == "A better"
+    assert pooled.higher_is_better("general/loss") is False and pooled.higher_is_better("ter/ter") is False
+    assert pooled.bounds("chrf/chrf") == (0.0, 100.0) and pooled.bounds("json/strict") == (0.0, 1.0)
+    ppl = pooled.over_seeds("general/perplexity", a)
+    assert ppl["mean"] == pytest.approx(a[0]["general"]["scores"]["perplexity"]["value"])
+    assert ppl["ci_low"] < ppl["mean"] < ppl["ci_high"]

@@ -10,13 +10,10 @@ import pytest
 import torch
 
 from tellkit.errors import ModelError
-from tellkit.models import resolve as R
-from tellkit.models.resolve import (
-    MARKER,
-    load_model_and_tokenizer,
-    resolve_dtype,
-    resolve_model,
-)
+from tellkit.models import aliases as A
+from tellkit.models import hub as H
+from tellkit.models import load_model_and_tokenizer, resolve_dtype, resolve_model
+from tellkit.models.cache import MARKER
 
 
 @pytest.fixture(autouse=True)
@@ -145,7 +142,7 @@ def test_invalid_name() -> None:
 
 def test_hub_id_found_in_local_hf_cache(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
     snapshot = _copy(tiny_model_dir, tmp_path / "hf" / "snapshots" / "abc")
-    monkeypatch.setattr(R, "_cached_snapshot", lambda repo_id: snapshot)
+    monkeypatch.setattr(H, "_cached_snapshot", lambda repo_id: snapshot)
     assert resolve_model("some-org/some-model") == snapshot
 
 
@@ -155,8 +152,8 @@ def _fake_hub(monkeypatch, result) -> None:
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(R, "hub_offline", lambda: False)
-    monkeypatch.setattr(R, "_cached_snapshot", lambda repo_id: None)
+    monkeypatch.setattr(H, "hub_offline", lambda: False)
+    monkeypatch.setattr(H, "_cached_snapshot", lambda repo_id: None)
 
     def model_info(self, repo_id, **kwargs):
         if isinstance(result, BaseException):
@@ -187,7 +184,8 @@ def test_hub_id_online_checks(monkeypatch) -> None:
 
     _fake_hub(monkeypatch, _info("config.json", "model.safetensors", config={"model_type": "weird", "auto_map": {}}))
     assert resolve_model("org/weird") == "org/weird"  # empty auto_map: no custom code
-    _fake_hub(monkeypatch, _info("config.json", "model.safetensors", config={"model_type": "weird", "auto_map": {"A": "b.C"}}))
+    remote = {"model_type": "weird", "auto_map": {"A": "b.C"}}
+    _fake_hub(monkeypatch, _info("config.json", "model.safetensors", config=remote))
     with pytest.raises(ModelError, match="trust_remote_code"):
         resolve_model("org/weird")
 
@@ -232,7 +230,7 @@ def test_alias_cached_and_atomic(tmp_path: Path, monkeypatch) -> None:
         (out / "config.json").write_text("{}")
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(R._ALIASES, "tiny-random", (boom, 1))
+    monkeypatch.setitem(A._ALIASES, "tiny-random", (boom, 1))
     other = tmp_path / "other-cache"
     with pytest.raises(KeyboardInterrupt):
         resolve_model("tiny-random", cache_dir=other)
@@ -247,7 +245,7 @@ def test_outdated_alias_rebuilt(tmp_path: Path) -> None:
     marker["format_version"] = 0
     (path / MARKER).write_text(json.dumps(marker))
     assert resolve_model("tiny-random", cache_dir=cache) == path
-    assert json.loads((path / MARKER).read_text())["format_version"] == R._ALIASES["tiny-random"][1]
+    assert json.loads((path / MARKER).read_text())["format_version"] == A._ALIASES["tiny-random"][1]
     assert sorted(p.name for p in (cache / "models").iterdir()) == ["tiny-random"]
 
 

@@ -77,10 +77,12 @@ def single(setup) -> dict:
 def _assert_same_training(multi: dict, single: dict) -> None:
     s, m = single["state"]["train"], multi["state"]["train"]
     assert s["world_size"] == 1 and m["world_size"] == 2
-    assert m["rows"] == s["rows"] and s["rows"] % 4 == 0  # no ragged last batch: every step is comparable
-    # Same number of optimizer steps over the same rows => each rank did half of every global batch.
-    assert m["optimizer_steps"] == s["optimizer_steps"] == s["rows"] // 4
-    assert m["rows_per_step"] == s["rows_per_step"] == 4
+    examples = multi["state"]["mixture"]["total"]["examples"]
+    assert examples % 4 == 0  # no ragged last batch: every step is comparable
+    # Same number of optimizer steps over the same examples => each rank did half of every global batch.
+    assert m["optimizer_steps"] == s["optimizer_steps"] == examples // 4
+    assert m["examples_per_step"] == s["examples_per_step"] == 4
+    assert m["micro_batches"] == s["micro_batches"] * 2  # micro-batches of 2 examples instead of 4
     assert m["train_tokens"] == s["train_tokens"] == multi["state"]["mixture"]["total"]["tokens"]
     assert [r["step"] for r in multi["losses"]] == [r["step"] for r in single["losses"]]
     assert [r["tokens"] for r in multi["losses"]] == [r["tokens"] for r in single["losses"]]
@@ -115,43 +117,29 @@ def test_accelerate_launch_two_ranks_match_one_process(setup, single):
 
 @pytest.mark.parametrize("n_rows,batch_size,grad_accum", [(16, 2, 1), (11, 2, 1), (13, 2, 2), (7, 3, 1)])
 def test_ranks_read_disjoint_slices_of_the_one_order(n_rows, batch_size, grad_accum):
-    """What the Trainer does with our sampler under DDP: accelerate shards the batches of the one
-    sequential order across ranks; a global step is a contiguous run of that order, which is what
-    the trainer's token accounting assumes (the last global batch is topped up from the epoch start)."""
+    """What the Trainer does with the planned micro-batches under DDP: accelerate shards them (one item
+    each) across ranks; a global step is a contiguous run of the one order, topped up from the epoch
+    start, which is what the plan's token accounting assumes."""
     from accelerate.data_loader import prepare_data_loader
 
-    from tellkit.train.trainer import _tokens_per_step
+    from tellkit.train.plan import epoch_positions, micro_batches
 
-    world, rows = 2, list(range(n_rows))
+    world = 2
+    items = micro_batches(n_rows, batch_size, world)
     per_rank = []
     for rank in range(world):
-        dl = DataLoader(rows, batch_size=batch_size, sampler=SequentialSampler(rows), collate_fn=list)
+        dl = DataLoader(items, batch_size=1, sampler=SequentialSampler(items), collate_fn=lambda b: b[0])
         per_rank.append(list(prepare_data_loader(dl, num_processes=world, process_index=rank, put_on_device=False)))
     n_micro = len(per_rank[0])
-    assert all(len(b) == n_micro for b in per_rank)  # even batches: every rank takes the same steps
-    # Optimizer step k = micro-batches k*grad_accum.. of every rank.
+    assert all(len(b) == n_micro for b in per_rank)  # every rank takes the same steps
     steps = [sorted(i for r in range(world) for b in per_rank[r][k:k + grad_accum] for i in b)
              for k in range(0, n_micro, grad_accum)]
-    # ... which together are the next contiguous slice of the one order (topped up from its start).
     per_step = batch_size * grad_accum * world
-    seen = -(-n_rows // (batch_size * world)) * batch_size * world
-    order = np.arange(seen) % n_rows
-    assert steps == [sorted(order[k:k + per_step].tolist()) for k in range(0, seen, per_step)]
+    order = epoch_positions(n_rows, batch_size, world)
+    assert steps == [sorted(order[k:k + per_step].tolist()) for k in range(0, len(order), per_step)]
     rank_rows = [{i for b in per_rank[r] for i in b} for r in range(world)]
-    if seen == n_rows:
-        assert not rank_rows[0] & rank_rows[1] and rank_rows[0] | rank_rows[1] == set(rows)  # disjoint, complete
-    lengths = np.random.default_rng(n_rows).integers(1, 100, size=n_rows)
-    expected = [int(lengths[s].sum()) for s in steps]
-    assert _tokens_per_step(lengths, per_step, len(steps), batch_size, world).tolist() == expected
-    # Two epochs repeat the same per-step tokens.
-    assert _tokens_per_step(lengths, per_step, 2 * len(steps), batch_size, world).tolist() == expected * 2
-
-
-def test_single_process_token_accounting_has_a_short_last_step():
-    from tellkit.train.trainer import _tokens_per_step
-
-    lengths = np.array([5, 6, 7, 8, 9])
-    assert _tokens_per_step(lengths, 2, 6, 2, 1).tolist() == [11, 15, 9, 11, 15, 9]
+    if len(order) == n_rows:
+        assert not rank_rows[0] & rank_rows[1] and rank_rows[0] | rank_rows[1] == set(range(n_rows))
 
 
 def test_only_rank_zero_writes_the_run_folder(config_file, monkeypatch):

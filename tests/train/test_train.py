@@ -1,37 +1,14 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from tellkit.cli import main
-from tellkit.train.collate import collate_packed
-from tellkit.train.packing import efficiency, pack
 
 import numpy as np
-
-
-def test_pack_keeps_rows_within_length_and_every_example_once():
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(10, 120, size=500)
-    rows = pack(lengths, 256)
-    assert sorted(i for r in rows for i in r) == list(range(500))
-    assert all(lengths[r].sum() <= 256 for r in rows)
-    assert efficiency(lengths, rows, 256) > 0.95
-
-
-def test_packed_rows_do_not_attend_across_examples(tiny_model):
-    """The loss of two examples packed in one row equals their losses computed apart."""
-    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
-    a = {"input_ids": list(range(5, 25)), "labels": list(range(5, 25))}
-    b = {"input_ids": list(range(30, 42)), "labels": list(range(30, 42))}
-    packed = collate_packed(0, 40)([[a, b]])
-    logits = model(**packed, use_cache=False).logits[0]  # as in training: no KV cache
-    alone_a = model(input_ids=torch.tensor([a["input_ids"]])).logits[0]
-    alone_b = model(input_ids=torch.tensor([b["input_ids"]])).logits[0]
-    assert torch.allclose(logits[:20], alone_a, atol=1e-5)
-    assert torch.allclose(logits[20:32], alone_b, atol=1e-5)
 
 
 def test_tellkit_run_end_to_end(config_file, tiny_model, capsys):
@@ -47,6 +24,35 @@ def test_tellkit_run_end_to_end(config_file, tiny_model, capsys):
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), run / "adapter")
     assert any("lora_" in n for n, _ in model.named_parameters())
     assert state["train"]["train_tokens"] == state["mixture"]["total"]["tokens"] * 4
+    assert state["train"]["fused_loss"] and state["train"]["attention"] == "tellkit_varlen"
+    assert state["preflight"]["plan"]["optimizer_steps"] == state["train"]["optimizer_steps"]
+
+
+def _train(config_file, out: str, *overrides: str) -> tuple[dict, list[dict]]:
+    assert main(["train", str(config_file), f"output.dir={out}", *overrides]) == 0
+    run = config_file.parent / out
+    return json.loads((run / "run.json").read_text())["train"], json.loads((run / "loss_log.json").read_text())
+
+
+def test_packing_changes_neither_the_steps_nor_the_losses(config_file):
+    """batch_size counts examples: packed (one padding-free row) and padded micro-batches hold the same
+    examples, so the step count, the tokens and the per-step losses agree."""
+    on, log_on = _train(config_file, "packed", "train.packing=true", "train.epochs=2")
+    off, log_off = _train(config_file, "padded", "train.packing=false", "train.epochs=2")
+    assert on["optimizer_steps"] == off["optimizer_steps"] > 0
+    assert on["train_tokens"] == off["train_tokens"]
+    assert np.allclose([r["loss"] for r in log_on], [r["loss"] for r in log_off], atol=1e-4)
+
+
+def test_task_and_general_losses_add_up_to_the_loss(config_file):
+    """Per-source losses come from the same pass: weighted by their supervised tokens they give the
+    step's loss; the task loss is logged only for steps that had task tokens."""
+    _, log = _train(config_file, "src", "train.grad_accum=2")
+    assert any("task_loss" in r for r in log) and any("general_loss" in r for r in log)
+    for r in log:
+        total = r.get("task_loss", 0) * r["task_tokens"] + r.get("general_loss", 0) * r["general_tokens"]
+        assert abs(total / (r["task_tokens"] + r["general_tokens"]) - r["loss"]) < 1e-5
+        assert ("task_loss" in r) == (r["task_tokens"] > 0)
 
 
 def test_finished_run_is_not_overwritten(config_file, capsys):
@@ -60,8 +66,12 @@ def test_finished_run_is_not_overwritten(config_file, capsys):
 def test_dev_split_selects_the_best_checkpoint(config_file):
     run = config_file.parent / "run"
     assert main(["train", str(config_file), "eval.dev_fraction=0.25", "train.max_steps=6",
-                 "train.save_steps=2", "train.lr=1e-2"]) == 0
+                 "train.save_steps=2", "train.lr=1e-2", "general.heldout_path=general.jsonl"]) == 0
     state = json.loads((run / "run.json").read_text())
+    # dev loss by source at every save: the held-out task examples, and held-out general data
+    saved = [r for r in json.loads((run / "loss_log.json").read_text()) if "dev_task_loss" in r]
+    assert [r["step"] for r in saved] == [2, 4, 6] and all("dev_general_loss" in r for r in saved)
+    assert min(r["dev_task_loss"] for r in saved) == pytest.approx(state["train"]["best_dev_loss"])
     t, m = state["train"], state["mixture"]
     assert t["dev_examples"] == m["dev_examples"] == 6 and m["task"]["examples"] == 24 - 6
     assert t["best_checkpoint"] and t["best_dev_loss"] is not None

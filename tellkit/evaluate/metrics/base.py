@@ -1,9 +1,16 @@
 """Shared pieces of the metric registry: the ``Metric`` record and result helpers.
 
-Every metric returns ``{"n": int, "scores": {name: Score}, ...extra}`` where a
-``Score`` is ``{"value", "ci_low", "ci_high"}``: a number without its interval
-invites over-reading differences on small test sets, so there is no way to
-report one.
+Every metric returns ``{"n": int, "scores": {name: Score}, "items": {name: rows},
+...extra}`` where a ``Score`` is ``{"value", "ci_low", "ci_high"}``: a number
+without its interval invites over-reading differences on small test sets, so
+there is no way to report one.
+
+``items[name]`` holds one row per test item, in test order, from which
+``Metric.statistic(name, result)`` recomputes the score on any subset of the
+items (for an item mean, the row is the item's value and the statistic the
+mean). That lets a comparison bootstrap over test items pooled across seeds,
+paired between methods, for every score, including ratio scores such as F1
+and corpus scores such as chrF.
 """
 
 from __future__ import annotations
@@ -21,6 +28,15 @@ from tellkit.evaluate.bootstrap import bootstrap_ci, bootstrap_corpus_ci
 ITEM_RESAMPLES = 1000
 
 MetricFn = Callable[[Sequence[str], Sequence[str], Mapping[str, Any], int], dict[str, Any]]
+Statistic = Callable[[np.ndarray], float]
+
+
+def item_mean(rows: np.ndarray) -> float:
+    return float(np.mean(rows))
+
+
+def _means_only(score: str, result: Mapping[str, Any]) -> Statistic:
+    return item_mean
 
 
 @dataclass(frozen=True)
@@ -36,6 +52,11 @@ class Metric:
     description: str
     options: frozenset[str] = frozenset()
     higher_is_better: bool = True
+    # What every score of this metric can be; a finite range gets a bounded interval when no
+    # per-item rows are at hand (e.g. results written before items were recorded).
+    bounds: tuple[float, float] = (0.0, 1.0)
+    # statistic(score, result) -> the function of item rows that gives the score.
+    statistic: Callable[[str, Mapping[str, Any]], Statistic] = _means_only
 
 
 def score(point: float, low: float, high: float) -> dict[str, float]:
@@ -45,6 +66,12 @@ def score(point: float, low: float, high: float) -> dict[str, float]:
 def mean_score(values: Sequence[float] | np.ndarray, seed: int) -> dict[str, float]:
     """Mean of per-item values with a percentile-bootstrap 95% CI."""
     return score(*bootstrap_ci(values, n_resamples=ITEM_RESAMPLES, seed=seed))
+
+
+def item_rows(values: Sequence | np.ndarray) -> list:
+    """Per-item rows as plain JSON lists (booleans as 0/1 so scores.json stays small)."""
+    arr = np.asarray(values)
+    return (arr.astype(int) if arr.dtype == bool else arr).tolist()
 
 
 def indexed_score(n_items: int, fn: Callable[[np.ndarray], float], seed: int) -> dict[str, float]:

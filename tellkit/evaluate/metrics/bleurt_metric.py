@@ -12,6 +12,7 @@ the metrics library works without them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,8 @@ def compute_bleurt(
             # BLEURT is asymmetric: the reference is the first segment, the candidate the second.
             inputs = tokenizer(refs, hyps, padding="longest", truncation=True, return_tensors="pt").to(device)
             values.extend(model(**inputs).logits.flatten().tolist())
-    return {"n": len(values), "scores": {"bleurt": mean_score(values, seed)}, "checkpoint": str(checkpoint)}
+    return {"n": len(values), "scores": {"bleurt": mean_score(values, seed)}, "items": {"bleurt": values},
+            "checkpoint": str(checkpoint)}
 
 
 METRIC = Metric(
@@ -88,4 +90,5 @@ METRIC = Metric(
     fn=compute_bleurt,
     description="mean BLEURT score from a local bleurt-pytorch checkpoint (optional dependency)",
     options=frozenset({"bleurt_checkpoint", "bleurt_batch_size"}),
+    bounds=(-math.inf, math.inf),  # a regression score: usually near [0, 1], not bounded by it
 )

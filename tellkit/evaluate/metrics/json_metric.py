@@ -1,6 +1,7 @@
 """The ``json`` metric: is the output usable JSON, and are its fields right?
 
-Scores (each a fraction of items, with a bootstrap CI):
+Scores (each a fraction of items, with a bootstrap CI; ``items`` keeps each
+item's 0/1 outcome, and for ``field_exact`` its per-field hits and presence):
 
 * ``strict``: the output is exactly one JSON object (see ``jsonparse``).
 * ``lenient``: a JSON object is recoverable by the documented repair. Kept
@@ -28,7 +29,7 @@ from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
 from tellkit.errors import ConfigError, DataError
-from tellkit.evaluate.metrics.base import Metric, indexed_score, mean_score
+from tellkit.evaluate.metrics.base import Metric, Statistic, indexed_score, item_mean, item_rows, mean_score
 from tellkit.evaluate.metrics.jsonparse import parse_lenient, parse_strict
 
 
@@ -102,6 +103,7 @@ def compute_json(
     strict_ok = np.array([obj is not None for obj in strict])
     lenient_ok = np.array([obj is not None for obj in lenient])
     scores = {"strict": mean_score(strict_ok, seed), "lenient": mean_score(lenient_ok, seed)}
+    items: dict[str, list] = {"strict": item_rows(strict_ok), "lenient": item_rows(lenient_ok)}
     extra: dict[str, Any] = {
         "strict_failures": int(n - strict_ok.sum()),
         "lenient_failures": int(n - lenient_ok.sum()),
@@ -109,6 +111,7 @@ def compute_json(
     if validator is not None:
         schema_ok = np.array([obj is not None and validator.is_valid(obj) for obj in strict])
         scores["schema"] = mean_score(schema_ok, seed)
+        items["schema"] = item_rows(schema_ok)
         extra["schema_failures"] = int(n - schema_ok.sum())
 
     fields = list(dict.fromkeys(key for gold in golds for key in gold))
@@ -125,7 +128,17 @@ def compute_json(
     }
     if fields:  # all-empty gold objects have no fields to match
         scores["field_exact"] = indexed_score(n, lambda idx: _mean_field_accuracy(hits[idx], has[idx]), seed)
-    return {"n": n, "scores": scores, **extra}
+        items["field_exact"] = item_rows(np.hstack([hits, has]))  # row: hits of each field, then presence
+    return {"n": n, "scores": scores, "items": items, **extra}
+
+
+def _field_exact_of_rows(rows: np.ndarray) -> float:
+    k = rows.shape[1] // 2
+    return _mean_field_accuracy(rows[:, :k], rows[:, k:])
+
+
+def json_statistic(score: str, result: Mapping[str, Any]) -> Statistic:
+    return _field_exact_of_rows if score == "field_exact" else item_mean
 
 
 METRIC = Metric(
@@ -133,4 +146,5 @@ METRIC = Metric(
     fn=compute_json,
     description="JSON validity (strict / lenient / schema) and per-field exact match against a gold JSON object",
     options=frozenset({"json_schema"}),
+    statistic=json_statistic,
 )

@@ -17,6 +17,10 @@ released scoring scripts mapped every "yes" to "no"; the tests pin that
 
 Options: ``label_field`` (default ``"hallucination"``), ``positive_label``
 (default ``"yes"``).
+
+``items``: each item's 0/1 correctness (accuracy) and its (predicted positive,
+gold positive) pair, from which precision/recall/F1 are recomputed on any
+resample of the items.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from tellkit.errors import DataError
-from tellkit.evaluate.metrics.base import Metric, indexed_score, mean_score, option
+from tellkit.evaluate.metrics.base import Metric, Statistic, indexed_score, item_mean, item_rows, mean_score, option
 from tellkit.evaluate.metrics.jsonparse import parse_lenient
 
 
@@ -110,6 +114,8 @@ def compute_label(
         "recall": indexed_score(n, on(_recall), seed),
         "f1": indexed_score(n, on(_f1), seed),
     }
+    pairs = item_rows(np.stack([pred_pos, gold_pos], axis=1))
+    items = {"accuracy": item_rows(correct), "precision": pairs, "recall": pairs, "f1": pairs}
     # Positive-class view: an unparseable item predicted "not positive", so with
     # a negative gold label it lands in tn, even though accuracy counts it wrong.
     confusion = {
@@ -121,6 +127,7 @@ def compute_label(
     return {
         "n": n,
         "scores": scores,
+        "items": items,
         "unparseable": sum(p is None for p in preds),
         "confusion": confusion,
         "positive_label": positive,
@@ -128,9 +135,20 @@ def compute_label(
     }
 
 
+_OF_PAIRS = {"precision": _precision, "recall": _recall, "f1": _f1}
+
+
+def label_statistic(score: str, result: Mapping[str, Any]) -> Statistic:
+    if score not in _OF_PAIRS:
+        return item_mean
+    fn = _OF_PAIRS[score]
+    return lambda rows: fn(rows[:, 0] > 0.5, rows[:, 1] > 0.5)  # rows come back as floats
+
+
 METRIC = Metric(
     name="label",
     fn=compute_label,
     description="accuracy and positive-class precision/recall/F1 of a label read from a JSON field",
     options=frozenset({"label_field", "positive_label"}),
+    statistic=label_statistic,
 )

@@ -17,11 +17,14 @@ model's context window. Applies in both modes.
 CIs bootstrap over the kept items (documents in doc-level mode). Per-item
 sufficient statistics are extracted once and summed per resample, the same
 way ``sacrebleu.significance`` does it, instead of re-tokenising the corpus
-for every resample.
+for every resample. ``items`` keeps those per-item statistics (corpus level)
+or the per-document scores (doc level), so a comparison can resample items
+across seeds too. Scores lie in [0, 100], except TER, which can pass 100.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,7 +33,16 @@ from sacrebleu.metrics import BLEU, CHRF, TER
 from sacrebleu.metrics.base import Metric as SacreMetric
 
 from tellkit.evaluate.bootstrap import bootstrap_corpus_ci
-from tellkit.evaluate.metrics.base import Metric, is_positive_int, mean_score, option, score
+from tellkit.evaluate.metrics.base import (
+    Metric,
+    Statistic,
+    is_positive_int,
+    item_mean,
+    item_rows,
+    mean_score,
+    option,
+    score,
+)
 
 # Each corpus resample recomputes the score from summed statistics: cheap, but not free.
 CORPUS_RESAMPLES = 200
@@ -60,7 +72,7 @@ def _make_compute(name: str) -> Callable[[Sequence[str], Sequence[str], Mapping[
         extra = {"skipped": len(references) - len(keep), "doc_level": doc_level}
         if not keep:
             nan = float("nan")
-            return {"n": 0, "scores": {name: score(nan, nan, nan)}, "signature": None, **extra}
+            return {"n": 0, "scores": {name: score(nan, nan, nan)}, "items": {name: []}, "signature": None, **extra}
 
         stats = np.array(metric._extract_corpus_statistics(hyps, [refs]))
 
@@ -71,12 +83,25 @@ def _make_compute(name: str) -> Callable[[Sequence[str], Sequence[str], Mapping[
             return score_of(stats[idx].sum(axis=0))
 
         if doc_level:
-            result = mean_score([score_of(row) for row in stats], seed)
+            doc_scores = [score_of(row) for row in stats]
+            result, items = mean_score(doc_scores, seed), item_rows(doc_scores)
         else:
             result = score(*bootstrap_corpus_ci(len(keep), corpus_score, n_resamples=CORPUS_RESAMPLES, seed=seed))
-        return {"n": len(keep), "scores": {name: result}, "signature": str(metric.get_signature()), **extra}
+            items = item_rows(stats)
+        return {"n": len(keep), "scores": {name: result}, "items": {name: items},
+                "signature": str(metric.get_signature()), **extra}
 
     return compute
+
+
+def _make_statistic(name: str) -> Callable[[str, Mapping[str, Any]], Statistic]:
+    def statistic(score_name: str, result: Mapping[str, Any]) -> Statistic:
+        if result.get("doc_level"):
+            return item_mean  # items are per-document scores
+        metric = _FACTORIES[name](False)
+        return lambda rows: float(metric._compute_score_from_stats(rows.sum(axis=0)).score)
+
+    return statistic
 
 
 METRICS = {
@@ -86,6 +111,8 @@ METRICS = {
         description=f"sacrebleu {name} (corpus level, or mean over documents with doc_level)",
         options=frozenset({"doc_level", "max_doc_tokens"}),
         higher_is_better=name != "ter",
+        bounds=(0.0, 100.0) if name != "ter" else (0.0, math.inf),
+        statistic=_make_statistic(name),
     )
     for name in _FACTORIES
 }

@@ -1,0 +1,150 @@
+"""Continuous-batching decode loop over a SlotCache: what `generate` runs for decoder-only models.
+
+Per prompt it does what ``model.generate`` does (the same forward, greedy argmax
+or temperature sampling, stop at an EOS id or after max_new_tokens), but:
+
+* the token prefix shared by every prompt (chat template, system turn, a task
+  preamble) is prefilled once and its KV copied into each row;
+* each prompt is prefilled alone, without padding, and only its last position
+  goes through the LM head;
+* a row that stops frees its slot at once and the next prompt takes it, so no
+  step is spent on sequences that have finished; when no prompt is left, the
+  finished rows are dropped from the batch.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from transformers.cache_utils import DynamicCache
+
+from .kvslots import SlotCache
+
+# Prompts whose common prefix is shorter than this are prefilled whole: one extra forward is not worth it.
+MIN_SHARED_PREFIX = 8
+
+
+@dataclass
+class _Row:
+    index: int  # position of the prompt in the caller's list
+    n_prompt: int
+    tokens: list[int] = field(default_factory=list)
+
+
+def shared_prefix_length(prompts: list[list[int]]) -> int:
+    """Length of the token prefix common to all prompts, leaving at least one own token per prompt."""
+    first, n = prompts[0], min(len(p) for p in prompts) - 1
+    for p in prompts[1:]:
+        k = 0
+        while k < n and p[k] == first[k]:
+            k += 1
+        n = k
+    return max(n, 0)
+
+
+def _forward(model, ids: list[int], start: int, cache) -> torch.Tensor:
+    """Logits of the last position after feeding `ids` (positions start, start+1, ...) into `cache`."""
+    device = model.device
+    input_ids = torch.tensor([ids], device=device)
+    positions = torch.arange(start, start + len(ids), device=device)[None]
+    return model(input_ids=input_ids, position_ids=positions, cache=cache, use_cache=True,
+                 logits_to_keep=1).logits[0, -1]
+
+
+class Decoder:
+    """Generates for a list of token-id prompts with `slots` sequences decoded at once.
+
+    `pick(logits [rows, vocab]) -> token ids [rows]` chooses the next tokens; `done(row tokens) -> bool` is an
+    extra per-sequence stop rule (EOS and max_new_tokens always apply).
+    """
+
+    def __init__(self, model, *, max_new_tokens: int, slots: int, eos_ids: set[int],
+                 pick: Callable[[torch.Tensor], torch.Tensor], done: Callable[[list[int]], bool] | None = None):
+        self.model, self.max_new_tokens, self.slots = model, max_new_tokens, slots
+        self.eos_ids, self.pick, self.done = eos_ids, pick, done
+        self.n_layers = model.config.get_text_config(decoder=True).num_hidden_layers
+
+    def run(self, prompts: list[list[int]], on_finish: Callable[[int], None] | None = None) -> list[list[int]]:
+        self.results: list[list[int]] = [[] for _ in prompts]
+        self.on_finish = on_finish or (lambda i: None)
+        self.prompts = prompts
+        self.n_prefix = shared_prefix_length(prompts) if len(prompts) > 1 else 0
+        if self.n_prefix < MIN_SHARED_PREFIX:
+            self.n_prefix = 0
+        self.prefix_kv = self._prefill_prefix(prompts[0][: self.n_prefix]) if self.n_prefix else None
+        # Longest first: later (shorter) prompts then fit the window without widening it.
+        self.queue = deque(sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True))
+        rows: list[_Row] = []
+        cache = SlotCache(self.n_layers)
+        while self.queue and len(rows) < self.slots:
+            admitted = self._admit()
+            if admitted is not None:
+                row, kv = admitted
+                if not rows:
+                    cache.allocate(min(self.slots, len(self.queue) + 1), kv[0][0], kv[0][0].shape[2],
+                                   right=self.max_new_tokens)
+                rows.append(row)
+                cache.place(len(rows) - 1, kv)
+        if rows and len(rows) < cache.rows:
+            cache.keep_rows(torch.arange(len(rows)), right=self.max_new_tokens)
+        while rows:
+            rows = self._step(cache, rows)
+        return self.results
+
+    def _prefill_prefix(self, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        cache = DynamicCache(config=self.model.config)
+        _forward(self.model, ids, 0, cache)
+        return [(layer.keys, layer.values) for layer in cache.layers]
+
+    def _admit(self) -> tuple[_Row, list] | None:
+        """Prefill the next queued prompt; None if it finished on its first token (then take another)."""
+        i = self.queue.popleft()
+        ids = self.prompts[i]
+        cache = DynamicCache(config=self.model.config)
+        if self.prefix_kv is not None:
+            for layer, (k, v) in zip(cache.layers, self.prefix_kv):
+                layer.update(k, v)
+        logits = _forward(self.model, ids[self.n_prefix:], self.n_prefix, cache)
+        row = _Row(i, len(ids), [int(self.pick(logits[None])[0])])
+        if self._finished(row):
+            return None
+        return row, [(layer.keys, layer.values) for layer in cache.layers]
+
+    def _finished(self, row: _Row) -> bool:
+        if (row.tokens[-1] in self.eos_ids or len(row.tokens) >= self.max_new_tokens
+                or (self.done is not None and self.done(row.tokens))):
+            self.results[row.index] = row.tokens
+            self.on_finish(row.index)
+            return True
+        return False
+
+    def _step(self, cache: SlotCache, rows: list[_Row | None]) -> list[_Row | None]:
+        device = self.model.device
+        input_ids = torch.tensor([[r.tokens[-1] if r else 0] for r in rows], device=device)
+        positions = torch.tensor([[r.n_prompt + len(r.tokens) - 1 if r else 0] for r in rows], device=device)
+        cache.advance(1)
+        logits = self.model(input_ids=input_ids, position_ids=positions, attention_mask=cache.window_mask(),
+                            cache=cache, use_cache=True).logits[:, -1]
+        cache.settle()
+        picked = self.pick(logits).tolist()
+        for slot, row in enumerate(rows):
+            if row is None:
+                continue
+            row.tokens.append(picked[slot])
+            if self._finished(row):
+                rows[slot] = None
+                while self.queue and rows[slot] is None:  # refill the freed slot
+                    admitted = self._admit()
+                    if admitted is not None:
+                        rows[slot] = admitted[0]
+                        cache.place(slot, admitted[1])
+        live = [s for s, r in enumerate(rows) if r is not None]
+        if len(live) < len(rows) and not self.queue:
+            remaining = self.max_new_tokens - min(len(rows[s].tokens) for s in live) + 1 if live else 0
+            if live:
+                cache.keep_rows(torch.tensor(live, device=device), right=remaining)
+            rows = [rows[s] for s in live]
+        return rows

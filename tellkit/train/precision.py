@@ -1,0 +1,17 @@
+"""Which precision training runs in, decided without importing the trainer (the memory plan needs it
+before any weights load, and `tellkit validate` should stay quick)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def use_bf16(setting) -> bool:
+    """train.bf16: "auto" is bf16 autocast where the hardware computes bf16 natively."""
+    if setting != "auto":
+        return bool(setting)
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    # Native bf16 only (AVX512_BF16 / AMX): there a bf16-autocast LoRA step of SmolLM2-135M is
+    # ~1.5x faster than fp32 (benchmarks/bench_matmul.py); plain AVX512 would only emulate bf16.
+    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
