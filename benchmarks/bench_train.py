@@ -12,8 +12,7 @@ masked prompt, the rest supervised), `rows x 4` examples per optimizer step, so 
 always rows x max_length real tokens and no arm pads (the comparison is of the training step, not of
 the batching). Arms:
 - tellkit: `train_mixture` (one padding-free row, per-example attention, fused loss on supervised
-  positions); `+ckpt`: with train.gradient_checkpointing; `+mmap`: with glibc's
-  MALLOC_MMAP_THRESHOLD_=65536 (large temporaries go back to the OS when freed, not kept in the heap);
+  positions); `+ckpt`: with train.gradient_checkpointing;
 - hf-packed: what tellkit did before (rows of max_length holding 4 examples, position-id restarts, so
   transformers builds a block-diagonal mask; the model's own loss over full-vocabulary logits);
 - trl-padded / trl-packed (bfd): TRL's SFTTrainer with its defaults (gradient checkpointing on) and
@@ -36,7 +35,8 @@ from pathlib import Path
 
 import common
 
-ARMS = ["tellkit", "tellkit+mmap", "tellkit+ckpt", "hf-packed", "trl-padded", "trl-padded-nockpt", "trl-packed", "trl-packed-nockpt"]
+ARMS = ["tellkit", "tellkit+ckpt", "hf-packed", "trl-padded", "trl-padded-nockpt", "trl-packed", "trl-packed-nockpt"]
+LR = 1e-3
 LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": "all-linear"}
 
 
@@ -47,6 +47,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4, help="optimizer steps per arm (the first is warm-up)")
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--sweep", action="store_true", help="tellkit only, rows 1/2/4/8 x max_length 512/1024")
+    ap.add_argument("--overlay", metavar="PNG", help="tellkit vs hf-packed per-step losses, same seed: plot to PNG")
     ap.add_argument("--arm", help=argparse.SUPPRESS)  # internal: run one arm in this process
     ap.add_argument("--model-path", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -57,32 +58,50 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="tellkit-bench-train-") as tmp:
         model_path = common.resolve(a.model, Path(tmp))
         cases = ([("tellkit", f"{r}x{n}") for n in (512, 1024) for r in (1, 2, 4, 8)] if a.sweep
+                 else [("tellkit", a.shape), ("hf-packed", a.shape)] if a.overlay
                  else [(arm, a.shape) for arm in a.arms.split(",")])
         results = [child(arm, shape, model_path, a.steps) for arm, shape in cases]
     print(f"\nmachine: {common.machine()}; {cpu_flags()}; model {a.model}, {a.steps} steps per arm\n")
-    print("| arm | micro-batch | examples/step | dtype | gradient ckpt | real tok/s | peak memory GiB | vs tellkit tok/s |")
-    print("|---|---|---|---|---|---|---|---|")
+    if a.overlay:
+        overlay(results, a.overlay)
+    print("| arm | micro-batch | examples/step | dtype | gradient ckpt | real tok/s | peak memory GiB "
+          "| tellkit's estimate GiB | vs tellkit tok/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     base = next((r for r in results if r.get("arm") == "tellkit"), None)
     for r in results:
         if "skipped" in r:
-            print(f"| {r['arm']} | {r['shape']} | | | | skipped: {r['skipped']} | | |")
+            print(f"| {r['arm']} | {r['shape']} | | | | skipped: {r['skipped']} | | | |")
             continue
         rel = f"{r['tok_s'] / base['tok_s']:.2f}x" if base and r["shape"] == base["shape"] else ""
+        est = f"{r['estimate_gib']:.2f}" if r.get("estimate_gib") else ""
         print(f"| {r['arm']} | {r['shape']} | {r['examples']} | {r['dtype']} | {r['ckpt']} | {r['tok_s']:.1f} "
-              f"| {r['peak_gib']:.2f} | {rel} |")
+              f"| {r['peak_gib']:.2f} | {est} | {rel} |")
 
 
 def child(arm: str, shape: str, model_path: str, steps: int) -> dict:
     """One arm in a fresh process, so its peak memory is its own."""
     cmd = [sys.executable, __file__, "--arm", arm, "--shape", shape, "--model-path", model_path, "--steps", str(steps)]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"} | ({"MALLOC_MMAP_THRESHOLD_": "65536"} if "mmap" in arm else {})
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     line = next((ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
         return {"arm": arm, "shape": shape, "skipped": (p.stderr.strip().splitlines() or ["failed"])[-1][:120]}
     out = json.loads(line[7:])
     print(f"{arm} {shape}: {out.get('tok_s', 0):.1f} tok/s, {out.get('peak_gib', 0):.2f} GiB", flush=True)
     return out
+
+
+def overlay(results: list[dict], png: str) -> None:
+    """The fused/varlen step against the plain HF step it replaced: same data, seed and schedule."""
+    import numpy as np
+
+    from tellkit.report.plots import plot_loss_curves
+
+    fused, plain = (np.array(r["losses"]) for r in results)
+    print(f"per-step loss, tellkit - hf-packed: max |diff| {np.abs(fused - plain).max():.2e} over {len(fused)} steps "
+          f"(losses {plain[0]:.3f} -> {plain[-1]:.3f})")
+    plot_loss_curves({"tellkit (fused loss, per-example attention)": list(enumerate(fused, 1)),
+                      "plain HF (full logits, block-diagonal mask)": list(enumerate(plain, 1))}, png,
+                     title="Same run, two training steps: per-step loss")
 
 
 def cpu_flags() -> str:
@@ -114,10 +133,14 @@ class StepTimes:
 
         class _Times(TrainerCallback):
             def __init__(self):
-                self.t = []
+                self.t, self.losses = [], []
 
             def on_step_end(self, args, state, control, **kw):
                 self.t.append(time.perf_counter())
+
+            def on_log(self, args, state, control, logs=None, **kw):
+                if logs and "loss" in logs:
+                    self.losses.append(float(logs["loss"]))
 
         return _Times()
 
@@ -142,6 +165,7 @@ def run_arm(arm: str, model_path: str, rows: int, length: int, steps: int) -> di
     peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30
     return {"arm": arm, "shape": f"{rows}x{length}", "examples": rows * 4, "tok_s": tok_s, "peak_gib": peak,
+            "estimate_gib": getattr(times, "estimate_gib", None), "losses": times.losses,
             "dtype": dtype, "ckpt": "ckpt" in arm and not arm.endswith("nockpt") or arm in ("trl-padded", "trl-packed")}
 
 
@@ -158,15 +182,17 @@ def train_tellkit(model_path, data, batch_size, length, steps, ckpt, times) -> s
     cfg = Config.model_validate({
         "model": {"name": model_path}, "task": {"path": "unused.jsonl"}, "mix": {"method": "sft"},
         "lora": {"r": LORA["r"], "alpha": LORA["lora_alpha"], "dropout": 0.0},
-        "train": {"max_steps": steps, "batch_size": batch_size, "max_length": length, "lr": 1e-4,
-                  "save_steps": 10_000, "gradient_checkpointing": ckpt, "bf16": False}})
-    original = tt.Progress
-    tt.Progress = lambda tokens: times  # our step clock instead of the progress bar
-    try:
-        with tempfile.TemporaryDirectory() as out:
-            tt.train_mixture(cfg, model_path, mixture, Path(out))
-    finally:
-        tt.Progress = original
+        "train": {"max_steps": steps, "batch_size": batch_size, "max_length": length, "lr": LR,
+                  "scheduler": "linear", "warmup_ratio": 0.0, "save_steps": 10_000, "gradient_checkpointing": ckpt,
+                  "bf16": False, "seed": 0}})
+    from tellkit.train.memory import ModelShape, estimate
+    from tellkit.train.plan import plan_training
+
+    plan = plan_training(cfg, mixture)
+    times.estimate_gib = estimate(ModelShape.load(model_path), cfg, plan.micro_tokens_max, budget=(64, "", "cpu")).total_gib
+    tt.Progress = lambda tokens: times  # our step clock instead of the progress bar (one arm per process)
+    with tempfile.TemporaryDirectory() as out:
+        tt.train_mixture(cfg, model_path, mixture, Path(out), plan=plan)
     return "fp32"
 
 
@@ -186,6 +212,9 @@ def train_hf_packed(model_path, data, rows, length, steps, times) -> str:
     import torch
     from transformers import Trainer, TrainingArguments
 
+    from transformers import set_seed
+
+    set_seed(0)  # as tellkit does before the LoRA init: the same initial adapter
     model, _ = _lora_model(model_path)
     packed = []
     for i in range(0, len(data), 4):
@@ -198,9 +227,13 @@ def train_hf_packed(model_path, data, rows, length, steps, times) -> str:
         return {k: torch.tensor([b[k] for b in batch]) for k in ("input_ids", "labels", "position_ids")}
 
     args = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=rows, max_steps=steps,
-                             learning_rate=1e-4, use_cpu=not torch.cuda.is_available(), report_to="none",
+                             learning_rate=LR, lr_scheduler_type="linear", logging_steps=1, use_cpu=not torch.cuda.is_available(), report_to="none",
                              save_strategy="no", disable_tqdm=True, remove_unused_columns=False)
-    Trainer(model=model, args=args, train_dataset=packed, data_collator=collate, callbacks=[times]).train()
+    class InOrder(Trainer):  # the rows in data order, as tellkit trains the mixture's order
+        def _get_train_sampler(self, train_dataset=None):
+            return torch.utils.data.SequentialSampler(self.train_dataset)
+
+    InOrder(model=model, args=args, train_dataset=packed, data_collator=collate, callbacks=[times]).train()
     return "fp32"
 
 
@@ -216,7 +249,7 @@ def train_trl(model_path, data, rows, length, steps, packed, ckpt, times) -> str
     ds = Dataset.from_list([{"input_ids": e["input_ids"], "completion_mask": [int(x != -100) for x in e["labels"]]}
                             for e in data])
     args = SFTConfig(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=rows if packed else rows * 4,
-                     max_steps=steps, learning_rate=1e-4, max_length=length, packing=packed,
+                     max_steps=steps, learning_rate=LR, max_length=length, packing=packed,
                      packing_strategy="bfd", completion_only_loss=True, gradient_checkpointing=ckpt,
                      use_cpu=not torch.cuda.is_available(), report_to="none", save_strategy="no",
                      disable_tqdm=True, bf16=False)

@@ -105,6 +105,7 @@ def _cmd_compare(a) -> None:
         print("no adapter handed over (base won): best/ is not written")
     print(f"comparison: {out / 'comparison.json'}")
     print(f"report: {out / 'report.md'} and {out / 'report.html'}")
+    print(f"plots: {out}/" + "{" + ",".join(sorted(p.stem for p in out.glob("*.png"))) + "}.png")
 
 
 def _execution_args(p: argparse.ArgumentParser) -> None:

@@ -245,16 +245,28 @@ SHELL_CALLS = {("os", "system"), ("os", "popen"), ("os", "execv"), ("os", "execv
                ("pty", "spawn")}
 
 
+# The one module that starts processes: parallel sweep cells, each `python -m tellkit.execute.cell
+# FOLDER NAME` as an argv list (no shell); the cell reads its config from the plan file, not argv.
+CELL_LAUNCHER = Path(tellkit.__file__).parent / "execute" / "local.py"
+
+
 def test_no_config_value_reaches_a_shell():
-    """No module runs a shell or a subprocess, so no config value can ever be passed to one."""
+    """No module runs a shell; only the cell launcher starts a subprocess, and only with the fixed
+    argv of cell_command, so no config value can ever be passed to a shell or a command line."""
     offenders = []
     for path in sorted(Path(tellkit.__file__).parent.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [a.name for a in node.names] + ([node.module] if isinstance(node, ast.ImportFrom) else [])
-                if any(n and n.split(".")[0] in ("subprocess", "pty", "commands") for n in names):
+                if any(n and n.split(".")[0] in ("subprocess", "pty", "commands") for n in names) and (
+                        path != CELL_LAUNCHER or names != ["subprocess"]):
                     offenders.append(f"{path}:{node.lineno} imports a process module")
+            elif (path == CELL_LAUNCHER and isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                  and getattr(node.func.value, "id", None) == "subprocess" and node.func.attr in ("Popen", "run")
+                  and not (node.args and isinstance(node.args[0], ast.Call)
+                           and getattr(node.args[0].func, "id", None) == "cell_command")):
+                offenders.append(f"{path}:{node.lineno} starts a process with another command than cell_command")
             elif isinstance(node, ast.Call):
                 f = node.func
                 named = isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name)

@@ -29,7 +29,7 @@ from ..execute.plan import Cell, Plan, make_plan, store
 from ..io import write_json_atomic
 from .winner import hand_over
 
-MATCHED = {"sft-matched": "same training tokens and steps as tell (task data repeated)",
+MATCHED = {"sft-matched": "same training tokens as tell (task data repeated); its steps are shown beside tell's",
            "general-only": "same general tokens as tell, no task data"}
 
 

@@ -143,7 +143,8 @@ def summarise(plan: Plan, total_seconds: float | None = None) -> dict:
     cfg, out = plan.base_config(), plan.folder
     done = [c for c in plan.cells if is_done(plan, c)]
     results = [{"method": c.method, "task_tokens": c.task_tokens, "ratio": c.ratio, "seed": c.seed,
-                **{k: v for k, v in result(plan, c).items() if k in ("metrics", "cost", "run_dir", "fingerprint")}}
+                **{k: v for k, v in result(plan, c).items() if k in ("metrics", "cost", "fingerprint")},
+                "run_dir": c.run_dir}  # relative to the sweep folder
                for c in done if c.method != "base"]
     for c in done:
         if c.method == "base":
@@ -179,6 +180,7 @@ def flat_rows(results: list[dict]) -> list[dict]:
     for r in results:
         row = {k: r[k] for k in ("method", "task_tokens", "ratio", "seed")}
         row["fingerprint"] = r.get("fingerprint")  # the mixture this cell trained on (sha256 of mixture.jsonl)
+        row["run_dir"] = r.get("run_dir")  # relative to the sweep folder (its loss log, its adapter)
         row["actual_task_tokens"] = r["cost"].get("unique_task_tokens")
         for metric, res in r["metrics"].items():
             for name, v in res["scores"].items():

@@ -32,10 +32,17 @@ INTERRUPTED = "KeyboardInterrupt"
 
 
 def matched_cell(cfg: Config, out_dir: Path, tell_cell: dict, **changes) -> tuple[Config, int]:
-    """The sft-matched twin of a TELL cell: same optimizer steps, task data repeated to TELL's tokens."""
-    c = cell_config(cfg, out_dir, "sft-matched", tell_cell["seed"], max_steps=tell_cell["cost"]["optimizer_steps"],
-                    **changes)
-    return c, tell_cell["cost"]["train_tokens"] // max(round(cfg.train.epochs), 1)
+    """The sft-matched twin of a TELL cell: the task data repeated to TELL's training tokens (the same
+    compute). With train.epochs, one pass holds TELL's tokens per epoch and the same epochs run; its
+    step count follows from its examples (train.batch_size counts examples, and task examples are not
+    as long as general ones), and is shown next to TELL's. With train.max_steps, the same steps run
+    over one pass of TELL's tokens."""
+    cost = tell_cell["cost"]
+    if cfg.train.max_steps:
+        return (cell_config(cfg, out_dir, "sft-matched", tell_cell["seed"], max_steps=cost["optimizer_steps"],
+                            **changes), cost["train_tokens"])
+    c = cell_config(cfg, out_dir, "sft-matched", tell_cell["seed"], **changes)
+    return c, round(cost["train_tokens"] / cfg.train.epochs)
 
 
 def _trained(c: Config) -> bool:

@@ -50,6 +50,9 @@ def open_run(run_dir: str | Path) -> RunSource:
                            "or a compare folder's best/")
     if not (path / "run.json").exists() and (path / "best" / "run.json").exists():
         path = path / "best"  # a compare folder: ship its winner
+    elif (path / "comparison.json").exists() and not (path / "run.json").exists():
+        raise TellkitError(f"compare folder {path} has no best/ (no trained method beat base); give one of its "
+                           "run folders, e.g. " + str(path / "tell-s0"))
     state = RunDir(path).require_complete()
     if not (path / "adapter" / "adapter_config.json").is_file():
         raise TellkitError(f"run {path} has no adapter (adapter/adapter_config.json); train it first")

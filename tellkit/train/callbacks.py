@@ -64,7 +64,9 @@ class LossLog(TrainerCallback):
             control.should_log = True
 
     def on_log(self, args, state, control, logs=None, **kw):
-        dev = {f"dev_{k[5:]}": float(v) for k, v in (logs or {}).items() if k in ("eval_task_loss", "eval_general_loss")}
+        dev = {f"dev_{k[5:]}": float(v) for k, v in (logs or {}).items()  # dev losses, a selection score
+               if k.startswith(("eval_task_", "eval_general_")) and isinstance(v, (int, float)) and
+               not k.endswith(("_runtime", "_per_second"))}
         if dev and self.records and self.records[-1]["step"] == state.global_step:  # a save step logs first
             self.records[-1] |= dev
             if state.is_world_process_zero:

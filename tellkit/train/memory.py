@@ -33,13 +33,13 @@ from .plan import report_lines as plan_report_lines
 GIB = 1024 ** 3
 # Fitted to measured peaks (benchmarks/README.md, "Memory estimate"; SmolLM2-135M, fp32, 2-core CPU).
 # On CPU the resident memory is about twice the tensors autograd keeps: glibc's heap holds on to the
-# freed temporaries between them. With checkpointing the layer inputs are few but interleaved with
-# each layer's recomputed temporaries, so the measured factor is larger still. On CUDA (PyTorch's
-# caching allocator) the factors are the plain count: not yet measured there.
+# freed temporaries between them (fixing glibc's mmap threshold halves it, but halved the speed too:
+# benchmarks/README.md). With checkpointing the layer inputs are few but interleaved with each
+# layer's recomputed temporaries, so the measured factor is larger still. On CUDA (PyTorch's caching
+# allocator) the factors are the plain count: not yet measured there.
 ACT_SCALE = {"cpu": 2.1, "cuda": 1.0}  # measured activation memory / the count of saved_per_token_layer
 CKPT_SCALE = {"cpu": 9.0, "cuda": 1.0}  # the same with gradient checkpointing
 RUNTIME_GIB = {"cpu": 0.6, "cuda": 0.5}  # the process without model or batch / CUDA context and slack
-LOSS_CHUNK = 1024  # positions per chunk of the fused linear + cross-entropy (train/loss.py)
 ERROR = {"cpu": "±25%", "cuda": "uncalibrated"}  # the estimate's measured error, printed with it
 
 
@@ -160,7 +160,10 @@ def estimate(shape: ModelShape, cfg: Config, micro_tokens: int, *, budget: tuple
     else:
         acts = micro_tokens * shape.layers * per_layer * ACT_SCALE[device]
     acts += micro_tokens * shape.hidden * act_bytes * 2  # final norm input and output (the loss's input)
-    loss = min(micro_tokens, LOSS_CHUNK) * shape.vocab * 4 * 3  # a chunk's logits, softmax and gradient, fp32
+    from .loss import CHUNK_ELEMENTS
+
+    rows = max(1, CHUNK_ELEMENTS // shape.vocab)  # positions per chunk of the fused head + cross-entropy
+    loss = min(micro_tokens, rows) * shape.vocab * 4 * 3  # a chunk's logits, softmax and gradient, fp32
     parts = {"weights": shape.params * weight_bytes / GIB,
              "lora": shape.lora_params(lora.r, lora.target_modules) * 16 / GIB,  # fp32 weight, gradient, 2 Adam moments
              "activations": acts / GIB, "loss": loss / GIB, "runtime": RUNTIME_GIB[device]}

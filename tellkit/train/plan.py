@@ -225,9 +225,12 @@ def _warnings(plan: TrainPlan, cfg: Config) -> list[str]:
                        f"{plan.examples_per_step} per step x {t.epochs:g} epochs); a LoRA adapter usually needs "
                        f"{MIN_STEPS} or more: set " + " or ".join(fix))
     if 0 < plan.task_examples <= SMALL_TASK and plan.task_epochs < MIN_TASK_PASSES:
-        scale = MIN_TASK_PASSES / max(plan.task_epochs, 1e-9)
-        fix = (f"train.max_steps={math.ceil(plan.optimizer_steps * scale)}" if t.max_steps
-               else f"train.epochs={_round_up(t.epochs * scale)}")
+        if plan.task_epochs > 0:
+            scale = MIN_TASK_PASSES / plan.task_epochs
+            fix = (f"train.max_steps={math.ceil(plan.optimizer_steps * scale)}" if t.max_steps
+                   else f"train.epochs={_round_up(t.epochs * scale)}")
+        else:  # the steps end before any task example: passes over the whole mixture are what it takes
+            fix = f"train.max_steps={math.ceil(MIN_TASK_PASSES * plan.steps_per_epoch)}"
         out.append(f"the {plan.task_examples} task examples are trained on {plan.task_epochs:.2f} times; a small "
                    f"task set needs {MIN_TASK_PASSES:g}+ passes: set {fix}")
     return out

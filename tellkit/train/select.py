@@ -29,7 +29,7 @@ import torch
 
 from ..config import Config
 from ..data.tokenize import encode_prompt
-from ..errors import ConfigError
+from ..errors import ConfigError, TellkitError
 from ..evaluate import metrics as metric_registry
 from ..evaluate.generate import generate
 from ..mix import Mixture
@@ -54,7 +54,7 @@ class DevSelector:
         from ..evaluate.runner import _metric_options  # at call time: the runner imports the trainer
 
         self.options, self.seed = _metric_options(cfg), cfg.train.seed
-        self.seconds = 0.0  # spent in score(), all calls together: the cost of selecting this way
+        self.seconds = 0.0  # generating and scoring, all calls together: what selecting this way cost
         self._check_golds()
 
     @classmethod
@@ -70,7 +70,10 @@ class DevSelector:
     def _check_golds(self) -> None:
         # Scoring the golds against themselves before training: a gold the metric cannot read, or a
         # score it does not report for this data, fails now rather than at the first save.
-        scores = self._scores(self.golds)
+        try:
+            scores = self._scores(self.golds)
+        except TellkitError as e:  # e.g. a gold that is no JSON object: say which setting needs it
+            raise type(e)(f"eval.select_by={self.metric}/{self.score_name} on the dev split: {e}") from None
         if self.score_name not in scores:
             raise ConfigError(f"eval.select_by={self.metric}/{self.score_name}: the {self.metric} metric reports "
                               f"no {self.score_name!r} score for this task's dev examples; it reports "

@@ -36,14 +36,16 @@ from .callbacks import LossLog, Progress
 from .loss import fuse_head, linear_cross_entropy, unfuse_head
 from .plan import TrainPlan, micro_batches, plan_training
 from .precision import use_bf16
+from .select import DevSelector
 
 
 class MixtureTrainer(Trainer):
     """compute_loss: one forward, the fused loss over supervised positions, and per-source sums."""
 
-    def __init__(self, *args, head_weight=None, **kwargs):
+    def __init__(self, *args, head_weight=None, selector: DevSelector | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.head_weight = head_weight  # set: the model returns hidden states (loss.HiddenHead)
+        self.selector = selector  # set: checkpoints are picked by a generation metric on the dev split
         self.model_accepts_loss_kwargs = True  # count supervised tokens over the whole optimizer step
         self.source_sums = torch.zeros(4, dtype=torch.float64)  # task loss, task tokens, general loss, tokens
 
@@ -72,6 +74,14 @@ class MixtureTrainer(Trainer):
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             loss = loss * self.accelerator.num_processes
         return (loss, out) if return_outputs else loss
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict:
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        if self.selector is not None and metric_key_prefix == "eval_task":
+            score = {f"eval_task_{self.selector.key}": self.selector.score(self.model)}
+            self.log(score)
+            metrics |= score
+        return metrics
 
     def log(self, logs: dict, start_time=None) -> None:
         if "loss" in logs:  # the task and general losses since the last log, per supervised token
@@ -105,6 +115,7 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path, plan: Tra
     rows = MicroBatches.of_mixture(mixture, micro_batches(plan.examples, t.batch_size, plan.world_size))
     collate = collate_packed if t.packing else collate_padded(tokenizer.pad_token_id)
     ckpt_dir = out / "checkpoints"
+    selector = DevSelector.from_config(cfg, mixture, tokenizer)  # None: select by task dev loss
     args = TrainingArguments(
         output_dir=str(ckpt_dir), per_device_train_batch_size=1,  # one item = one planned micro-batch
         gradient_accumulation_steps=t.grad_accum, max_steps=plan.optimizer_steps, learning_rate=t.lr,
@@ -112,13 +123,13 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path, plan: Tra
         weight_decay=t.weight_decay, max_grad_norm=t.max_grad_norm, logging_steps=t.logging_steps,
         save_strategy="steps", save_steps=t.save_steps, save_total_limit=t.save_total_limit,
         seed=t.seed, data_seed=t.seed, bf16=use_bf16(t.bf16), use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=t.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},  # LoRA: the frozen inputs need no grad hook
+        activation_checkpointing=t.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},  # LoRA: the frozen inputs need no grad hook
         **tracking_args(cfg, out), disable_tqdm=True, remove_unused_columns=False, dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # every LoRA weight gets a gradient; skips a graph walk per step
         logging_nan_inf_filter=False,  # a NaN/inf step loss must reach the NaN guard, not be averaged away
         prediction_loss_only=True,  # dev evaluation needs the loss, never the (hidden-state) outputs
-        **_dev_selection(mixture, t.save_steps),
+        **_dev_selection(mixture, t.save_steps, selector),
     )
     loss_log = LossLog(out / "loss_log.json", plan.tokens_per_step)
     with args.main_process_first(local=False):  # ranks > 0 look for checkpoints after rank 0 claimed `out`
@@ -133,7 +144,7 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path, plan: Tra
                                if heldout is not None and len(heldout) else {})
     trainer = MixtureTrainer(model=model, args=args, train_dataset=rows, eval_dataset=dev,
                              data_collator=collate, callbacks=[Progress(plan.tokens_per_step), loss_log],
-                             head_weight=head.weight if head is not None else None)
+                             head_weight=head.weight if head is not None else None, selector=selector)
     trainer.remove_callback(PrinterCallback)  # our progress bar and loss log replace its raw dict prints
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
@@ -161,16 +172,22 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path, plan: Tra
         "final_loss": loss_log.records[-1]["loss"] if loss_log.records else None,
         "final_task_loss": loss_log.records[-1].get("task_loss") if loss_log.records else None,
         "dev_examples": int(len(mixture.dev_rows)),
-        "best_checkpoint": trainer.state.best_model_checkpoint, "best_dev_loss": trainer.state.best_metric,
+        "best_checkpoint": trainer.state.best_model_checkpoint, "selected_by": args.metric_for_best_model,
+        "best_dev_loss": trainer.state.best_metric if selector is None else None,
+        "best_dev_score": trainer.state.best_metric if selector is not None else None,
+        "selection_seconds": round(selector.seconds, 2) if selector is not None else None,
     }
 
 
-def _dev_selection(mixture: Mixture, every: int) -> dict:
-    """With a dev split: dev loss at every save, and the best checkpoint becomes the adapter."""
+def _dev_selection(mixture: Mixture, every: int, selector: DevSelector | None) -> dict:
+    """With a dev split: dev losses at every save, and the best checkpoint (by task dev loss, or by
+    the selector's generation metric) becomes the adapter."""
     if not len(mixture.dev_rows):
         return {}
+    best = ({"metric_for_best_model": f"eval_task_{selector.key}", "greater_is_better": selector.greater_is_better}
+            if selector else {"metric_for_best_model": "eval_task_loss", "greater_is_better": False})
     return {"eval_strategy": "steps", "eval_steps": every, "load_best_model_at_end": True,
-            "metric_for_best_model": "eval_task_loss", "greater_is_better": False, "per_device_eval_batch_size": 1}
+            "per_device_eval_batch_size": 1, **best}
 
 
 def _previous_losses(path: Path, upto: int) -> list[dict]:

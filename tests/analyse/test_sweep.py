@@ -114,6 +114,7 @@ def test_sweep_runs_resumes_and_never_reruns_a_finished_cell(config_file, capsys
     assert summary["cells"] == 6 and len(summary["multiplier"]) == 2
     assert (out / "sweep.csv").read_text().count("\n") == 7
     assert (out / "ratio_curve_t150.png").exists() and (out / "report.html").exists()
+    assert (out / "task_loss_t150.png").exists() and (out / "task_loss_t300.png").exists()  # tell vs sft, per scale
     points = [p for by_t in summary["curves"].values() for pts in by_t.values() for p in pts]
     assert {p["interval"] for p in points} == {"bootstrap over test items and seeds"}
     assert all(0.0 <= p["ci_low"] <= p["ci_high"] <= 1.0 for p in points)

@@ -28,6 +28,9 @@ def _greedy(model, ids: torch.Tensor) -> list[int]:
 
 @pytest.fixture(scope="module")
 def exported(trained_run, tmp_path_factory) -> Path:
+    from tellkit.evaluate.runner import evaluate_run
+
+    evaluate_run(trained_run, limit=2)  # scores for the model card
     out = tmp_path_factory.mktemp("exp") / "merged"
     assert main(["export", str(trained_run), "--out", str(out), "--gguf", "--outtype", "f32"]) == 0
     return out
@@ -53,7 +56,7 @@ def test_merged_export_equals_base_plus_adapter(trained_run, exported, tiny_mode
     assert {p.stat().st_mode & 0o777 for p in exported.rglob("*") if p.is_file()} == {0o666 & ~umask}
 
 
-def test_default_chat_template_applies_the_anchor(exported):
+def test_default_chat_template_applies_the_anchor(exported, trained_run):
     tok = AutoTokenizer.from_pretrained(exported)
     msgs = [{"role": "user", "content": "Which colour: red?"}]
     original = (exported / "chat_template.no_anchor.jinja").read_text()
@@ -66,6 +69,8 @@ def test_default_chat_template_applies_the_anchor(exported):
     assert record["anchor"] == "ANCHOR: colour task." and record["position"] == "prefix"
     card = (exported / "README.md").read_text()
     assert "ANCHOR: colour task." in card and "| method | tell |" in card and "fingerprint" in card
+    scores = json.loads((trained_run / "eval" / "scores.json").read_text())["metrics"]["json"]["scores"]
+    assert f"| json/strict | {scores['strict']['value']:.4f} |" in card and "(n=2)" in card
 
 
 def _gguf_round_trip(folder: Path, gguf_name: str, exported: Path) -> None:

@@ -73,6 +73,11 @@ def test_predict_reads_a_compare_folders_best(trained_run, merged, tmp_path, mon
     got = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert got == [{"id": "input-0", "query": q, "output": _expected(merged, [q])[0]}]
 
+    (compare_dir / "best").unlink()  # base won: compare hands over no adapter
+    (compare_dir / "comparison.json").write_text("{}")
+    assert main(["predict", str(compare_dir), "--input", "-"]) == 2
+    assert "has no best/" in capsys.readouterr().err
+
 
 def test_predict_bad_input_is_one_line(trained_run, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", io.StringIO('{"prompt": "a"}\nnot json\n'))

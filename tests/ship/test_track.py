@@ -25,6 +25,14 @@ def test_no_tracker_by_default(tmp_path, tiny_model):
     assert tracking_args(cfg, tmp_path / "run") == {"report_to": "none"}
 
 
+def test_tracking_is_not_part_of_what_is_trained(tmp_path, tiny_model):
+    from tellkit.rundir import training_hash
+
+    path = tiny_config(tmp_path, tiny_model)
+    # a finished run rerun with a tracker added is re-evaluated, not retrained
+    assert training_hash(api.load(path)) == training_hash(api.load(path, ["train.report_to=[tensorboard]"]))
+
+
 def test_bad_tracker_names_the_key(tmp_path, tiny_model):
     from tellkit.errors import ConfigError
 

@@ -124,3 +124,13 @@ def test_validate_prints_the_plan(config_file, capsys):
     assert plan["examples_per_step"] == 2 and plan["optimizer_steps"] == 3 * math.ceil(plan["examples"] / 2)
     assert f"plan: {plan['optimizer_steps']} optimizer steps x 2 examples" in out
     assert "mean lr" in out and "memory: ~" in out
+
+
+def test_steps_that_end_before_any_task_example_ask_for_passes_over_the_mixture(mixture_of):
+    cfg, mixture = mixture_of("train.max_steps=1", "train.batch_size=1", "mix.ratio=10")
+    assert mixture.order[0, 0] != 0  # seed 0: the mixture starts with a general example, so the step has no task
+    plan = plan_training(cfg, mixture)
+    assert plan.task_epochs == 0
+    fix = f"train.max_steps={math.ceil(2 * plan.steps_per_epoch)}"
+    assert any(fix in w for w in plan.warnings), plan.warnings
+    assert all("e+" not in w and len(w) < 400 for w in plan.warnings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -122,7 +123,7 @@ def test_select_by_is_validated(config_file, value, expected):
 
 def test_a_gold_the_metric_cannot_read_fails_before_training(config_file, tiny_model):
     cfg = load_config(config_file, [DEV, "eval.select_by=json/field_exact"])
-    with pytest.raises(TellkitError, match="not a JSON object"):
+    with pytest.raises(TellkitError, match="eval.select_by=json/field_exact on the dev split: .*not a JSON object"):
         DevSelector(cfg, None, ["q"], ["plain text, no JSON"])
     with pytest.raises(ConfigError, match="reports no 'field_exact' score.*json/strict, json/lenient"):
         DevSelector(cfg, None, ["q"], ["{}"])  # a gold object without fields: nothing to match
@@ -152,3 +153,35 @@ def test_the_dev_selection_is_part_of_the_training_hash(config_file):
     assert by_json != h(DEV, "eval.select_by=json/strict", "eval.select_max_new_tokens=8")
     assert by_json != h(DEV, "eval.select_by=json/strict", "eval.stop_at_json=true")
     assert by_json == h(DEV, "eval.select_by=json/strict", "eval.max_new_tokens=32", "eval.limit=3")  # test split only
+
+
+def _train_with_selection(config_file, select_by: str) -> tuple[dict, list[dict]]:
+    from tellkit.cli import main
+
+    run = config_file.parent / "run"
+    assert main(["train", str(config_file), DEV, f"eval.select_by={select_by}", "eval.select_max_new_tokens=16",
+                 "train.max_steps=12", "train.save_steps=2", "train.lr=1e-2"]) == 0
+    return json.loads((run / "run.json").read_text())["train"], json.loads((run / "loss_log.json").read_text())
+
+
+def test_train_records_the_dev_score_at_every_save(config_file):
+    t, log = _train_with_selection(config_file, "json/strict")
+    saved = [r for r in log if "dev_task_json_strict" in r]
+    assert [r["step"] for r in saved] == [2, 4, 6, 8, 10, 12] and all("dev_task_loss" in r for r in saved)
+    assert t["selected_by"] == "eval_task_json_strict" and t["selection_seconds"] > 0
+    assert t["best_dev_score"] == max(r["dev_task_json_strict"] for r in saved) and t["best_dev_loss"] is None
+
+
+def test_train_keeps_the_checkpoint_with_the_best_dev_score_not_the_lowest_loss(config_file):
+    from safetensors.torch import load_file
+
+    t, log = _train_with_selection(config_file, "chrf/chrf")  # a graded score: the saves differ on it
+    saved = [r for r in log if "dev_task_chrf" in r]
+    scores = [r["dev_task_chrf"] for r in saved]
+    best = saved[scores.index(max(scores))]  # of equal scores the trainer keeps the earliest
+    lowest_loss = min(saved, key=lambda r: r["dev_task_loss"])
+    assert len(set(scores)) > 1 and best["step"] != lowest_loss["step"]  # this run tells the two rules apart
+    assert t["best_checkpoint"].endswith(f"checkpoint-{best['step']}") and t["best_dev_score"] == max(scores)
+    kept = load_file(str(Path(t["best_checkpoint"]) / "adapter_model.safetensors"))
+    final = load_file(str(config_file.parent / "run" / "adapter" / "adapter_model.safetensors"))
+    assert kept.keys() == final.keys() and all(torch.equal(kept[k], final[k]) for k in kept)

@@ -81,3 +81,10 @@ def test_dev_split_selects_the_best_checkpoint(config_file):
     best = load_file(str(Path(t["best_checkpoint"]) / "adapter_model.safetensors"))
     final = load_file(str(run / "adapter" / "adapter_model.safetensors"))
     assert best.keys() == final.keys() and all(torch.equal(best[k], final[k]) for k in best)
+
+
+def test_gradient_checkpointing_changes_memory_not_the_losses(config_file):
+    plain, log_plain = _train(config_file, "plain", "train.max_steps=3")
+    ckpt, log_ckpt = _train(config_file, "ckpt", "train.max_steps=3", "train.gradient_checkpointing=true")
+    assert ckpt["gradient_checkpointing"] and not plain["gradient_checkpointing"]
+    assert np.allclose([r["loss"] for r in log_plain], [r["loss"] for r in log_ckpt], atol=1e-5)
