@@ -37,7 +37,7 @@ GIB = 1024 ** 3
 # benchmarks/README.md). With checkpointing the layer inputs are few but interleaved with each
 # layer's recomputed temporaries, so the measured factor is larger still. On CUDA (PyTorch's caching
 # allocator) the factors are the plain count: not yet measured there.
-ACT_SCALE = {"cpu": 2.1, "cuda": 1.0}  # measured activation memory / the count of saved_per_token_layer
+ACT_SCALE = {"cpu": 1.75, "cuda": 1.0}  # measured activation memory / the count of saved_per_token_layer
 CKPT_SCALE = {"cpu": 9.0, "cuda": 1.0}  # the same with gradient checkpointing
 RUNTIME_GIB = {"cpu": 0.6, "cuda": 0.5}  # the process without model or batch / CUDA context and slack
 ERROR = {"cpu": "±25%", "cuda": "uncalibrated"}  # the estimate's measured error, printed with it
