@@ -12,18 +12,21 @@ masked prompt, the rest supervised), `rows x 4` examples per optimizer step, so 
 always rows x max_length real tokens and no arm pads (the comparison is of the training step, not of
 the batching). Arms:
 - tellkit: `train_mixture` (one padding-free row, per-example attention, fused loss on supervised
-  positions); `+ckpt`: with train.gradient_checkpointing;
+  positions, MLP products and norm outputs recomputed in the backward pass: train/lean.py); `-keep`:
+  the same without lean.py (what tellkit did before it); `+ckpt`: with train.gradient_checkpointing;
 - hf-packed: what tellkit did before (rows of max_length holding 4 examples, position-id restarts, so
   transformers builds a block-diagonal mask; the model's own loss over full-vocabulary logits);
 - trl-padded / trl-packed (bfd): TRL's SFTTrainer with its defaults (gradient checkpointing on) and
   with it off (`-nockpt`); completion-only loss, the same LoRA.
 Each arm runs in its own process (peak RSS is that process's; on GPU, max_memory_allocated); tok/s
-counts the steps after the first (warm-up).
+counts the steps after the first (warm-up). `--dtype bf16` trains every arm under bf16 autocast (fp32
+weights), `fp32` (the default) without.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -35,7 +38,7 @@ from pathlib import Path
 
 import common
 
-ARMS = ["tellkit", "tellkit+ckpt", "hf-packed", "trl-padded", "trl-padded-nockpt", "trl-packed", "trl-packed-nockpt"]
+ARMS = ["tellkit", "tellkit-keep", "tellkit+ckpt", "hf-packed", "trl-padded", "trl-padded-nockpt", "trl-packed", "trl-packed-nockpt"]
 LR = 1e-3
 LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": "all-linear"}
 
@@ -46,6 +49,7 @@ def main() -> None:
     ap.add_argument("--shape", default="8x512", help="ROWSxMAX_LENGTH of one micro-batch")
     ap.add_argument("--steps", type=int, default=4, help="optimizer steps per arm (the first is warm-up)")
     ap.add_argument("--arms", default=",".join(ARMS))
+    ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="every arm: fp32, or bf16 autocast")
     ap.add_argument("--sweep", action="store_true", help="tellkit only, rows 1/2/4/8 x max_length 512/1024")
     ap.add_argument("--overlay", metavar="PNG", help="tellkit vs hf-packed per-step losses, same seed: plot to PNG")
     ap.add_argument("--arm", help=argparse.SUPPRESS)  # internal: run one arm in this process
@@ -53,15 +57,15 @@ def main() -> None:
     a = ap.parse_args()
     if a.arm:
         rows, length = map(int, a.shape.split("x"))
-        print("RESULT " + json.dumps(run_arm(a.arm, a.model_path, rows, length, a.steps)))
+        print("RESULT " + json.dumps(run_arm(a.arm, a.model_path, rows, length, a.steps, a.dtype == "bf16")))
         return
     with tempfile.TemporaryDirectory(prefix="tellkit-bench-train-") as tmp:
         model_path = common.resolve(a.model, Path(tmp))
         cases = ([("tellkit", f"{r}x{n}") for n in (512, 1024) for r in (1, 2, 4, 8)] if a.sweep
                  else [("tellkit", a.shape), ("hf-packed", a.shape)] if a.overlay
                  else [(arm, a.shape) for arm in a.arms.split(",")])
-        results = [child(arm, shape, model_path, a.steps) for arm, shape in cases]
-    print(f"\nmachine: {common.machine()}; {cpu_flags()}; model {a.model}, {a.steps} steps per arm\n")
+        results = [child(arm, shape, model_path, a.steps, a.dtype) for arm, shape in cases]
+    print(f"\nmachine: {common.machine()}; {cpu_flags()}; model {a.model}, {a.dtype}, {a.steps} steps per arm\n")
     if a.overlay:
         overlay(results, a.overlay)
     print("| arm | micro-batch | examples/step | dtype | gradient ckpt | real tok/s | peak memory GiB "
@@ -78,9 +82,10 @@ def main() -> None:
               f"| {r['peak_gib']:.2f} | {est} | {rel} |")
 
 
-def child(arm: str, shape: str, model_path: str, steps: int) -> dict:
+def child(arm: str, shape: str, model_path: str, steps: int, dtype: str) -> dict:
     """One arm in a fresh process, so its peak memory is its own."""
-    cmd = [sys.executable, __file__, "--arm", arm, "--shape", shape, "--model-path", model_path, "--steps", str(steps)]
+    cmd = [sys.executable, __file__, "--arm", arm, "--shape", shape, "--model-path", model_path, "--steps", str(steps),
+           "--dtype", dtype]
     p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     line = next((ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
@@ -145,7 +150,7 @@ class StepTimes:
         return _Times()
 
 
-def run_arm(arm: str, model_path: str, rows: int, length: int, steps: int) -> dict:
+def run_arm(arm: str, model_path: str, rows: int, length: int, steps: int, bf16: bool) -> dict:
     import torch
 
     from tellkit.models import load_tokenizer
@@ -154,12 +159,13 @@ def run_arm(arm: str, model_path: str, rows: int, length: int, steps: int) -> di
     data = examples(rows, length, steps, vocab)
     times = StepTimes()
     if arm.startswith("tellkit"):
-        dtype = train_tellkit(model_path, data, rows * 4, length, steps, "ckpt" in arm, times)
+        train_tellkit(model_path, data, rows * 4, length, steps, "ckpt" in arm, times, bf16, keep="keep" in arm)
     elif arm == "hf-packed":
-        dtype = train_hf_packed(model_path, data, rows, length, steps, times)
+        train_hf_packed(model_path, data, rows, length, steps, times, bf16)
     else:
-        dtype = train_trl(model_path, data, rows, length, steps, packed="packed" in arm,
-                          ckpt=not arm.endswith("nockpt"), times=times)
+        train_trl(model_path, data, rows, length, steps, packed="packed" in arm,
+                  ckpt=not arm.endswith("nockpt"), times=times, bf16=bf16)
+    dtype = "bf16 autocast" if bf16 else "fp32"
     per_step = rows * length  # every example is real: no arm pads
     tok_s = per_step * (len(times.t) - 1) / (times.t[-1] - times.t[0])
     peak = (torch.cuda.max_memory_allocated() if torch.cuda.is_available()
@@ -169,7 +175,7 @@ def run_arm(arm: str, model_path: str, rows: int, length: int, steps: int) -> di
             "dtype": dtype, "ckpt": "ckpt" in arm and not arm.endswith("nockpt") or arm in ("trl-padded", "trl-packed")}
 
 
-def train_tellkit(model_path, data, batch_size, length, steps, ckpt, times) -> str:
+def train_tellkit(model_path, data, batch_size, length, steps, ckpt, times, bf16, keep) -> None:
     import numpy as np
     from datasets import Dataset
 
@@ -184,16 +190,18 @@ def train_tellkit(model_path, data, batch_size, length, steps, ckpt, times) -> s
         "lora": {"r": LORA["r"], "alpha": LORA["lora_alpha"], "dropout": 0.0},
         "train": {"max_steps": steps, "batch_size": batch_size, "max_length": length, "lr": LR,
                   "scheduler": "linear", "warmup_ratio": 0.0, "save_steps": 10_000, "gradient_checkpointing": ckpt,
-                  "bf16": False, "seed": 0}})
+                  "bf16": bf16, "seed": 0}})
     from tellkit.train.memory import ModelShape, estimate
     from tellkit.train.plan import plan_training
 
     plan = plan_training(cfg, mixture)
     times.estimate_gib = estimate(ModelShape.load(model_path), cfg, plan.micro_tokens_max, budget=(64, "", "cpu")).total_gib
     tt.Progress = lambda tokens: times  # our step clock instead of the progress bar (one arm per process)
+    if keep:  # autograd keeps every activation, as before train/lean.py
+        tt.lean_activations = lambda model: 0
+        tt.recompute = lambda *a, **k: contextlib.nullcontext()
     with tempfile.TemporaryDirectory() as out:
         tt.train_mixture(cfg, model_path, mixture, Path(out), plan=plan)
-    return "fp32"
 
 
 def _lora_model(model_path):
@@ -206,7 +214,7 @@ def _lora_model(model_path):
     return get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **LORA)), tok
 
 
-def train_hf_packed(model_path, data, rows, length, steps, times) -> str:
+def train_hf_packed(model_path, data, rows, length, steps, times, bf16) -> None:
     """tellkit before this change: max_length rows of 4 examples, block-diagonal SDPA mask from the
     position-id restarts, the model's loss on full logits."""
     import torch
@@ -228,16 +236,15 @@ def train_hf_packed(model_path, data, rows, length, steps, times) -> str:
 
     args = TrainingArguments(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=rows, max_steps=steps,
                              learning_rate=LR, lr_scheduler_type="linear", logging_steps=1, use_cpu=not torch.cuda.is_available(), report_to="none",
-                             save_strategy="no", disable_tqdm=True, remove_unused_columns=False)
+                             save_strategy="no", disable_tqdm=True, remove_unused_columns=False, bf16=bf16)
     class InOrder(Trainer):  # the rows in data order, as tellkit trains the mixture's order
         def _get_train_sampler(self, train_dataset=None):
             return torch.utils.data.SequentialSampler(self.train_dataset)
 
     InOrder(model=model, args=args, train_dataset=packed, data_collator=collate, callbacks=[times]).train()
-    return "fp32"
 
 
-def train_trl(model_path, data, rows, length, steps, packed, ckpt, times) -> str:
+def train_trl(model_path, data, rows, length, steps, packed, ckpt, times, bf16) -> None:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -252,10 +259,9 @@ def train_trl(model_path, data, rows, length, steps, packed, ckpt, times) -> str
                      max_steps=steps, learning_rate=LR, max_length=length, packing=packed,
                      packing_strategy="bfd", completion_only_loss=True, gradient_checkpointing=ckpt,
                      use_cpu=not torch.cuda.is_available(), report_to="none", save_strategy="no",
-                     disable_tqdm=True, bf16=False)
+                     disable_tqdm=True, bf16=bf16)
     SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
                peft_config=LoraConfig(task_type="CAUSAL_LM", **LORA), callbacks=[times]).train()
-    return "fp32"
 
 
 if __name__ == "__main__":

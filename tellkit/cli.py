@@ -11,6 +11,7 @@ import json
 import sys
 import warnings
 
+from . import allocator
 from .errors import TellkitError
 
 
@@ -336,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the console command (not a call from Python): run with tcmalloc/mimalloc, see allocator.py
+        allocator.reexec_with_preferred()
     args = build_parser().parse_args(argv)
     if not args.debug:  # library deprecation chatter is not the user's business
         warnings.filterwarnings("ignore", category=FutureWarning)

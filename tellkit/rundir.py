@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psutil
 
+from . import allocator
 from .config import Config, dump_config
 from .errors import TellkitError
 from .io import write_json_atomic, write_text_atomic
@@ -42,7 +43,7 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def versions() -> dict[str, str]:
-    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    out = {"python": sys.version.split()[0], "platform": platform.platform(), "malloc": allocator.active()}
     for pkg in ("tellkit", "torch", "transformers", "peft", "datasets", "accelerate", "numpy"):
         try:
             out[pkg] = metadata.version(pkg)

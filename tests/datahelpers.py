@@ -51,3 +51,18 @@ def user_error(argv: list[str], capsys, *expected: str) -> str:
     for text in expected:
         assert text in lines[0], (text, lines[0])
     return lines[0]
+
+
+def lora_model(tiny_model, attn="sdpa"):
+    """The tiny model under LoRA r=4 (all linear layers) with non-zero B, so LoRA changes outputs and gets gradients."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    m = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation=attn)
+    m = get_peft_model(m, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", lora_dropout=0.0))
+    for n, p in m.named_parameters():  # non-zero B so LoRA changes the outputs and gets real gradients
+        if "lora_B" in n:
+            p.data.normal_(0, 0.05)
+    return m

@@ -9,7 +9,7 @@ The estimate adds up, from the model's config.json and the step plan's largest m
 - a runtime constant (on CPU the process itself: interpreter, torch, data; on GPU the allocator's slack).
 
 The per-token constant counts the tensors a Llama-style layer saves (norm inputs and outputs,
-q/k/v/o, the MLP's gate/up/act/product, the LoRA A outputs) and is scaled by ACT_SCALE (CKPT_SCALE
+q/k/v/o, the MLP's gate/up, the LoRA A outputs; what train/lean.py recomputes is not counted) and is scaled by ACT_SCALE (CKPT_SCALE
 with checkpointing), fitted to measured peaks (benchmarks/bench_memory.py re-measures; the table
 and the error are in benchmarks/README.md, "Memory estimate").
 
@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import allocator
 from ..config import Config
 from ..errors import TellkitError
 from ..mix import Mixture
@@ -32,13 +33,18 @@ from .plan import report_lines as plan_report_lines
 
 GIB = 1024 ** 3
 # Fitted to measured peaks (benchmarks/README.md, "Memory estimate"; SmolLM2-135M, fp32, 2-core CPU).
-# On CPU the resident memory is about twice the tensors autograd keeps: glibc's heap holds on to the
-# freed temporaries between them (fixing glibc's mmap threshold halves it, but halved the speed too:
-# benchmarks/README.md). With checkpointing the layer inputs are few but interleaved with each
-# layer's recomputed temporaries, so the measured factor is larger still. On CUDA (PyTorch's caching
-# allocator) the factors are the plain count: not yet measured there.
-ACT_SCALE = {"cpu": 1.75, "cuda": 1.0}  # measured activation memory / the count of saved_per_token_layer
-CKPT_SCALE = {"cpu": 9.0, "cuda": 1.0}  # the same with gradient checkpointing
+# On CPU with glibc's malloc the resident memory is 2-2.5x the tensors autograd keeps: its heap holds on
+# to the freed temporaries between them (fixing glibc's mmap threshold halves it but halved the speed;
+# tcmalloc halves it at the same speed: allocator.py, which the CLI preloads when installed). With
+# checkpointing the layer inputs are few but interleaved with each layer's recomputed temporaries, so
+# the measured factor is larger still. On CUDA (PyTorch's caching allocator) the factors are the plain
+# count: not yet measured there.
+ACT_SCALE = {"cpu": 2.35, "cuda": 1.0}  # measured activation memory / the count of saved_per_token_layer
+CKPT_SCALE = {"cpu": 13.0, "cuda": 1.0}  # the same with gradient checkpointing
+# On CPU the factors are the malloc's (allocator.py): tcmalloc, mimalloc and jemalloc reuse freed blocks,
+# glibc's heap fragments ("system" = glibc; mimalloc and jemalloc measured without checkpointing only).
+CPU_ACT_SCALE = {"system": ACT_SCALE["cpu"], "tcmalloc": 1.22, "mimalloc": 1.4, "jemalloc": 1.21}
+CPU_CKPT_SCALE = {"system": CKPT_SCALE["cpu"], "tcmalloc": 1.25, "mimalloc": 1.4, "jemalloc": 1.25}
 RUNTIME_GIB = {"cpu": 0.6, "cuda": 0.5}  # the process without model or batch / CUDA context and slack
 ERROR = {"cpu": "±25%", "cuda": "uncalibrated"}  # the estimate's measured error, printed with it
 
@@ -98,11 +104,13 @@ class ModelShape:
         return self.layers * sum(r * (a + b) for a, b in self.targeted(targets).values())
 
     def saved_per_token_layer(self, r: int, n_targets: int) -> int:
-        """Elements one layer keeps per token for the backward pass (no checkpointing, dropout 0):
-        norm inputs and outputs (4h), attention output (h), q and k after RoPE, v and the attention
-        output for o_proj, the MLP's gate, up, act(gate) and their product (4i), each LoRA's x @ A (r)."""
+        """Elements one layer keeps per token for the backward pass (no checkpointing, dropout 0), with
+        train/lean.py's recomputation (act(gate), the MLP product and the norm outputs are rebuilt, not
+        kept): the two norm inputs and o_proj's input (3h), q after RoPE and the attention output (2q),
+        k and v (2kv), the MLP's gate and up (2i), each LoRA's x @ A (r). Counted with saved-tensor hooks
+        on SmolLM2 in fp32: exact (10,616 without lean.py, 6,392 with it)."""
         q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        return 5 * self.hidden + 2 * q + 2 * kv + 4 * self.intermediate + r * n_targets
+        return 3 * self.hidden + 2 * q + 2 * kv + 2 * self.intermediate + r * n_targets
 
 
 @dataclass
@@ -113,6 +121,7 @@ class Estimate:
     device: str
     micro_tokens: int
     gradient_checkpointing: bool
+    malloc: str = "system"  # allocator.kind() of the process that estimated (CPU)
 
     @property
     def total_gib(self) -> float:
@@ -127,7 +136,8 @@ class Estimate:
                 "parts_gib": {k: round(v, 3) for k, v in self.parts_gib.items()},
                 "budget_gib": round(self.budget_gib, 2), "budget_source": self.budget_source,
                 "device": self.device, "micro_batch_tokens": self.micro_tokens,
-                "gradient_checkpointing": self.gradient_checkpointing, "fits": self.fits}
+                "gradient_checkpointing": self.gradient_checkpointing, "fits": self.fits,
+                "malloc": self.malloc if self.device == "cpu" else None}
 
 
 @dataclass
@@ -153,12 +163,15 @@ def estimate(shape: ModelShape, cfg: Config, micro_tokens: int, *, budget: tuple
     """Peak memory for micro-batches of up to `micro_tokens` token slots (TrainPlan.micro_tokens_max)."""
     device, weight_bytes, act_bytes = _precision(cfg)
     ckpt = cfg.train.gradient_checkpointing if gradient_checkpointing is None else gradient_checkpointing
+    malloc = allocator.kind()
     lora = cfg.lora
     per_layer = shape.saved_per_token_layer(lora.r, len(shape.targeted(lora.target_modules))) * act_bytes
     if ckpt:  # the layer inputs stay; one layer's activations exist again during its backward
-        acts = micro_tokens * (shape.layers * shape.hidden * act_bytes + per_layer) * CKPT_SCALE[device]
+        scale = CPU_CKPT_SCALE[malloc] if device == "cpu" else CKPT_SCALE[device]
+        acts = micro_tokens * (shape.layers * shape.hidden * act_bytes + per_layer) * scale
     else:
-        acts = micro_tokens * shape.layers * per_layer * ACT_SCALE[device]
+        scale = CPU_ACT_SCALE[malloc] if device == "cpu" else ACT_SCALE[device]
+        acts = micro_tokens * shape.layers * per_layer * scale
     acts += micro_tokens * shape.hidden * act_bytes * 2  # final norm input and output (the loss's input)
     from .loss import CHUNK_ELEMENTS
 
@@ -169,7 +182,7 @@ def estimate(shape: ModelShape, cfg: Config, micro_tokens: int, *, budget: tuple
              "activations": acts / GIB, "loss": loss / GIB, "runtime": RUNTIME_GIB[device]}
     size, source, dev = budget or available(cfg)
     return Estimate(parts_gib=parts, budget_gib=size, budget_source=source, device=dev,
-                    micro_tokens=int(micro_tokens), gradient_checkpointing=ckpt)
+                    micro_tokens=int(micro_tokens), gradient_checkpointing=ckpt, malloc=malloc)
 
 
 def available(cfg: Config) -> tuple[float, str, str]:
@@ -248,7 +261,10 @@ def preflight_lines(summary: dict) -> list[str]:
         parts = ", ".join(f"{k} {v:.2f}" for k, v in m["parts_gib"].items())
         out.append(f"memory: ~{m['estimate_gib']:.1f} GiB peak ({m['error']}; {parts}) for micro-batches of up "
                    f"to {m['micro_batch_tokens']:,} tokens{', gradient checkpointing' if m['gradient_checkpointing'] else ''}"
-                   f"; budget {m['budget_gib']:.1f} GiB ({m['budget_source']}): {'fits' if m['fits'] else 'does NOT fit'}")
+                   f"; budget {m['budget_gib']:.1f} GiB ({m['budget_source']}): {'fits' if m['fits'] else 'does NOT fit'}"
+                   + (f"; malloc: {m['malloc']}" if m.get("malloc") else ""))
+        if m.get("malloc") == "system" and not m["gradient_checkpointing"]:
+            out.append(f"hint: {allocator.HINT}")
     return out + [f"note: {n}" for n in summary["notes"]]
 
 

@@ -9,6 +9,7 @@ pass (loss.py), throughput accounting, the loss log and the NaN stop.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -33,6 +34,7 @@ from ..track import tracking_args
 from .attention import training_attention
 from .batches import MicroBatches, collate_packed, collate_padded
 from .callbacks import LossLog, Progress
+from .lean import lean_activations, recompute
 from .loss import fuse_head, linear_cross_entropy, unfuse_head
 from .plan import TrainPlan, micro_batches, plan_training
 from .precision import use_bf16
@@ -56,7 +58,12 @@ class MixtureTrainer(Trainer):
         inputs = dict(inputs)
         targets, source = inputs.pop("shift_labels"), inputs.pop("token_source")
         del inputs["labels"]  # present for the Trainer's label checks; shift_labels is the target
-        out = model(**inputs, use_cache=False)
+        # recompute(): the MLP products and norm outputs are rebuilt in the backward pass instead of
+        # kept (lean.py); checkpointing already recomputes whole layers, so it goes without.
+        lean = model.training and torch.is_grad_enabled() and not self.args.activation_checkpointing
+        with (recompute(self.args.device.type, autocast=self.args.bf16 or self.args.fp16) if lean
+              else contextlib.nullcontext()):
+            out = model(**inputs, use_cache=False)
         keep = targets != IGNORE
         hidden, targets = out.logits[keep], targets[keep]
         if self.head_weight is not None:
@@ -110,6 +117,7 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path, plan: Tra
     model = get_peft_model(model, PeftLoraConfig(
         r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
         target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
+    lean_mlps = lean_activations(model)  # gated MLPs recompute their activation instead of keeping it
     head = fuse_head(model)
 
     rows = MicroBatches.of_mixture(mixture, micro_batches(plan.examples, t.batch_size, plan.world_size))
@@ -163,7 +171,7 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path, plan: Tra
         "optimizer_steps": done, "micro_batches": len(rows), "examples_per_step": plan.examples_per_step,
         "epochs": t.epochs if not t.max_steps else None, "world_size": plan.world_size,
         "train_tokens": int(plan.tokens_per_step[:done].sum()), "packing": t.packing,
-        "attention": model.config._attn_implementation, "fused_loss": head is not None,
+        "attention": model.config._attn_implementation, "fused_loss": head is not None, "lean_mlps": lean_mlps,
         "gradient_checkpointing": t.gradient_checkpointing,
         "wall_seconds": round(wall, 2), "tokens_per_second": round(trained_tokens / wall, 1) if wall else None,
         "resumed_from": resume, "bf16": args.bf16,

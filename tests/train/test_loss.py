@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
+from datahelpers import lora_model
 from tellkit.train import loss as loss_mod
 from tellkit.train.attention import NAME
 from tellkit.train.batches import collate_packed, collate_padded
@@ -15,16 +15,6 @@ from tellkit.train.loss import fuse_head, linear_cross_entropy, unfuse_head
 A = {"input_ids": list(range(5, 25)), "labels": [-100] * 6 + list(range(11, 25)), "task": 1}
 B = {"input_ids": list(range(30, 42)), "labels": [-100] * 4 + list(range(34, 42)), "task": 0}
 MODEL_KEYS = ("input_ids", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
-
-
-def lora_model(tiny_model, attn="sdpa"):
-    torch.manual_seed(0)
-    m = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation=attn)
-    m = get_peft_model(m, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", lora_dropout=0.0))
-    for n, p in m.named_parameters():  # non-zero B so LoRA changes the outputs and gets real gradients
-        if "lora_B" in n:
-            p.data.normal_(0, 0.05)
-    return m
 
 
 def test_packed_row_attends_within_each_example_only(tiny_model):
