@@ -64,7 +64,7 @@ def kind() -> str:
 def reexec_with_preferred() -> None:
     """Replace this process by the same command (sys.orig_argv) with the preferred allocator preloaded;
     returns when there is nothing to do (already preloaded, none available, TELLKIT_MALLOC=system)."""
-    if any(name in os.environ.get("LD_PRELOAD", "") for name in _KNOWN) or os.environ.get("_TELLKIT_REEXEC"):
+    if kind() != "system" or os.environ.get("_TELLKIT_REEXEC"):
         return
     lib = preferred()
     if not lib or not Path(lib).is_file():

@@ -60,8 +60,9 @@ def test_the_command_reexecutes_once_with_the_library_preloaded(fake_lib, execs,
 
 
 def test_a_mimalloc_reexec_keeps_its_pages(fake_lib, execs, monkeypatch):
-    monkeypatch.setenv(allocator.ENV, fake_lib.replace("tcmalloc_minimal", "mimalloc"))
-    (allocator.Path(allocator.preferred())).write_bytes(b"")
+    mimalloc = fake_lib.replace("tcmalloc_minimal", "mimalloc")
+    allocator.Path(mimalloc).write_bytes(b"")
+    monkeypatch.setenv(allocator.ENV, mimalloc)
     allocator.reexec_with_preferred()
     assert execs[0][2]["MIMALLOC_PURGE_DELAY"] == "-1"
 

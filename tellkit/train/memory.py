@@ -39,12 +39,13 @@ GIB = 1024 ** 3
 # checkpointing the layer inputs are few but interleaved with each layer's recomputed temporaries, so
 # the measured factor is larger still. On CUDA (PyTorch's caching allocator) the factors are the plain
 # count: not yet measured there.
-ACT_SCALE = {"cpu": 2.35, "cuda": 1.0}  # measured activation memory / the count of saved_per_token_layer
-CKPT_SCALE = {"cpu": 13.0, "cuda": 1.0}  # the same with gradient checkpointing
-# On CPU the factors are the malloc's (allocator.py): tcmalloc, mimalloc and jemalloc reuse freed blocks,
-# glibc's heap fragments ("system" = glibc; mimalloc and jemalloc measured without checkpointing only).
-CPU_ACT_SCALE = {"system": ACT_SCALE["cpu"], "tcmalloc": 1.22, "mimalloc": 1.4, "jemalloc": 1.21}
-CPU_CKPT_SCALE = {"system": CKPT_SCALE["cpu"], "tcmalloc": 1.25, "mimalloc": 1.4, "jemalloc": 1.25}
+# Keyed by where the memory comes from: on CPU the malloc (allocator.kind(); "system" = glibc's, whose heap
+# fragments, while tcmalloc, mimalloc and jemalloc reuse freed blocks; mimalloc and jemalloc measured
+# without checkpointing only), on CUDA PyTorch's caching allocator.
+ACT_SCALE = {"system": 2.35, "tcmalloc": 1.22, "mimalloc": 1.4, "jemalloc": 1.21,  # measured / the count
+             "cuda": 1.0}                                                          # of saved_per_token_layer
+CKPT_SCALE = {"system": 13.0, "tcmalloc": 1.25, "mimalloc": 1.4, "jemalloc": 1.25,  # the same with
+              "cuda": 1.0}                                                          # gradient checkpointing
 RUNTIME_GIB = {"cpu": 0.6, "cuda": 0.5}  # the process without model or batch / CUDA context and slack
 ERROR = {"cpu": "±25%", "cuda": "uncalibrated"}  # the estimate's measured error, printed with it
 
@@ -164,14 +165,13 @@ def estimate(shape: ModelShape, cfg: Config, micro_tokens: int, *, budget: tuple
     device, weight_bytes, act_bytes = _precision(cfg)
     ckpt = cfg.train.gradient_checkpointing if gradient_checkpointing is None else gradient_checkpointing
     malloc = allocator.kind()
+    memory = malloc if device == "cpu" else device  # what the scale factors are keyed by
     lora = cfg.lora
     per_layer = shape.saved_per_token_layer(lora.r, len(shape.targeted(lora.target_modules))) * act_bytes
     if ckpt:  # the layer inputs stay; one layer's activations exist again during its backward
-        scale = CPU_CKPT_SCALE[malloc] if device == "cpu" else CKPT_SCALE[device]
-        acts = micro_tokens * (shape.layers * shape.hidden * act_bytes + per_layer) * scale
+        acts = micro_tokens * (shape.layers * shape.hidden * act_bytes + per_layer) * CKPT_SCALE[memory]
     else:
-        scale = CPU_ACT_SCALE[malloc] if device == "cpu" else ACT_SCALE[device]
-        acts = micro_tokens * shape.layers * per_layer * scale
+        acts = micro_tokens * shape.layers * per_layer * ACT_SCALE[memory]
     acts += micro_tokens * shape.hidden * act_bytes * 2  # final norm input and output (the loss's input)
     from .loss import CHUNK_ELEMENTS
 
