@@ -144,12 +144,15 @@ class EvalConfig(Section):
     # vllm = vLLM (GPU; needs `pip install vllm`), the adapter served unmerged. Same metrics files.
     backend: Literal["hf", "vllm"] = "hf"
     # hf backend: at most this many sequences decoded at once (batch_size is the least). None = as many
-    # as a 2 GiB KV cache holds, at most 32 on CPU, in even waves: a decode step reads every weight
+    # as a 2 GiB KV cache holds, at most 64 on CPU, in even waves: a decode step reads every weight
     # once whatever the batch, so a wider batch costs little more per step.
     max_batch: PositiveInt | None = None
     # End a sequence once its first top-level JSON object is closed, and cut the output there
     # (tellkit/evaluate/stops.py says what that can change in json/strict). Off: EOS only, exact outputs.
     stop_at_json: bool = False
+    # Generation precision. "auto": fp32 on CPU, where tellkit's fp32 decoder is both exact and faster than
+    # bf16 autocast (orders: 23.6 vs 27.5 s, benchmarks/README.md); on a GPU, bf16 when training used it.
+    bf16: Literal["auto", True, False] = "auto"
 
     @field_validator("select_by")
     @classmethod

@@ -5,7 +5,9 @@ batches (what tellkit did before; tests/evaluate/test_generate.py compares them
 token for token); only the work differs. Models whose cache is not plain full
 attention (sliding windows, recurrent layers) or whose generation config changes
 the logits (repetition penalty, banned words, ...) go through ``model.generate``
-itself, so nothing is silently decoded differently.
+itself, so nothing is silently decoded differently. On CPU in fp32, Llama-shaped
+models take their decode steps through lean_step.py: the model's own logits, bit
+for bit, with fewer ops and fused projections.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .decode import Decoder
 from .kvslots import supports_slots
+from .lean_step import LeanStep
 from .linear_pack import packed_linears
 from .stops import end_of_first_object, json_object_closed
 
@@ -29,8 +32,9 @@ _LOGIT_CHANGERS = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encode
                    "watermarking_config": None}
 
 # The decode batch: wider batches cost little more per step (decoding reads all weights once per step either way),
-# up to a KV-cache budget. 32 measured best on 2 CPU cores (benchmarks/README.md); an accelerator gains from more.
-MAX_SLOTS_CPU, MAX_SLOTS_ACCEL = 32, 128
+# up to a KV-cache budget. On 2 AVX-512 cores a SmolLM2 step costs 4.0 ms per row at 20 rows, 3.1 at 40 and 2.8 at 64
+# (benchmarks/README.md); an accelerator gains from more.
+MAX_SLOTS_CPU, MAX_SLOTS_ACCEL = 64, 128
 KV_BUDGET_BYTES = 2 * 1024 ** 3
 
 
@@ -60,9 +64,10 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
         else:
             width = decode_width(model, ids, max_new_tokens, least=batch_size, most=max_batch)
             done = (lambda toks: json_object_closed(tokenizer, toks)) if stop_at_json else None
+            lean = None if bf16 else LeanStep.build(model, rows=width)
             decoder = Decoder(model, max_new_tokens=max_new_tokens, slots=width, eos_ids=eos,
-                              pick=_picker(do_sample, temperature), done=done)
-            with packed_linears(model, rows_hint=width):
+                              pick=_picker(do_sample, temperature), done=done, step=lean)
+            with contextlib.nullcontext() if lean else packed_linears(model, rows_hint=width):
                 out = decoder.run(ids, on_finish=lambda i: bar.update(1))
             out = tokenizer.batch_decode(out, skip_special_tokens=True)
     tokenizer.padding_side = was_side

@@ -28,11 +28,22 @@ def _linears(model) -> list[torch.nn.Linear]:
             and m.weight.device.type == "cpu"]
 
 
-def _can_pack(linears: list[torch.nn.Linear]) -> bool:
+def can_pack(model) -> bool:
+    """True when oneDNN packing is available and a packed copy of `model`'s fp32 CPU linears fits the RAM budget."""
+    linears = _linears(model)
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     size = sum(m.weight.numel() * 4 for m in linears)
     return (bool(linears) and size <= ram // 4 and torch.backends.mkldnn.is_available()
             and hasattr(torch.ops.mkldnn, "_reorder_linear_weight") and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+def pack(weight: torch.Tensor, rows_hint: int) -> torch.Tensor:
+    """`weight` [out, in] reordered into oneDNN's blocked layout for inputs of about `rows_hint` rows."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows_hint)
+
+
+def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
 def _packed_forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -40,17 +51,16 @@ def _packed_forward(self, x: torch.Tensor) -> torch.Tensor:
     # length a new shape) would pay that build each time while gaining nothing (MKL is efficient on tall inputs).
     if x.dtype != torch.float32 or torch.is_autocast_enabled("cpu") or x.dim() < 3 or x.shape[-2] != 1:
         return torch.nn.functional.linear(x, self.weight, self.bias)
-    return torch.ops.mkldnn._linear_pointwise(x, self._tellkit_packed, self.bias, "none", [], "")
+    return packed_linear(x, self._tellkit_packed, self.bias)
 
 
 @contextlib.contextmanager
 def packed_linears(model, rows_hint: int = 8):
     """Within the block, every fp32 CPU nn.Linear of `model` multiplies through a oneDNN-packed weight."""
     patched = []
-    linears = _linears(model)
-    if _can_pack(linears):
-        for module in linears:
-            module._tellkit_packed = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), rows_hint)
+    if can_pack(model):
+        for module in _linears(model):
+            module._tellkit_packed = pack(module.weight, rows_hint)
             module.forward = types.MethodType(_packed_forward, module)
             patched.append(module)
     try:

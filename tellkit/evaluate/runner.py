@@ -26,7 +26,7 @@ from ..models import load_model_and_tokenizer, load_tokenizer, resolve_model
 from ..rundir import RunDir
 from ..track import log_final_scores
 from ..train.loss import fuse_head, linear_cross_entropy, unfuse_head
-from ..train.trainer import use_bf16
+from ..train.precision import eval_bf16
 from . import metrics as metric_registry
 from .generate import generate, generated_tokens
 from .metrics import general as general_metric
@@ -72,7 +72,7 @@ def evaluate(cfg: Config, *, adapter: Path | None, anchor: str | None, out_dir: 
     prompts = [encode_prompt(tok, apply_anchor(ex["messages"], anchor, cfg.anchor.position, cfg.anchor.separator))
                for ex in examples]
     golds = [ex["messages"][-1]["content"] for ex in examples]
-    bf16 = use_bf16(cfg.train.bf16)
+    bf16 = eval_bf16(cfg.eval.bf16, cfg.train.bf16)
     start = time.perf_counter()
     if vllm:
         outputs = generate_vllm(_ref(cfg), tok, prompts, max_new_tokens=cfg.eval.max_new_tokens, adapter=adapter,

@@ -1,4 +1,4 @@
-"""Which precision training runs in, decided without importing the trainer (the memory plan needs it
+"""Which precision training and generation run in, decided without importing the trainer (the memory plan needs it
 before any weights load, and `tellkit validate` should stay quick)."""
 
 from __future__ import annotations
@@ -15,3 +15,10 @@ def use_bf16(setting) -> bool:
     # Native bf16 only (AVX512_BF16 / AMX): there a bf16-autocast LoRA step of SmolLM2-135M is
     # ~1.5x faster than fp32 (benchmarks/bench_matmul.py); plain AVX512 would only emulate bf16.
     return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+
+
+def eval_bf16(eval_setting, train_setting) -> bool:
+    """eval.bf16: "auto" generates in fp32 on CPU and, on a GPU, in bf16 when training ran in it."""
+    if eval_setting != "auto":
+        return bool(eval_setting)
+    return torch.cuda.is_available() and use_bf16(train_setting)

@@ -34,7 +34,7 @@ from ..evaluate import metrics as metric_registry
 from ..evaluate.generate import generate
 from ..mix import Mixture
 from .loss import HiddenHead
-from .precision import use_bf16
+from .precision import eval_bf16
 
 
 class DevSelector:
@@ -49,8 +49,8 @@ class DevSelector:
         self.greater_is_better = metric_registry.METRICS[self.metric].higher_is_better
         self.max_new_tokens = cfg.eval.select_max_new_tokens
         self.generation = {"batch_size": cfg.eval.batch_size, "max_batch": cfg.eval.max_batch,
-                           "stop_at_json": cfg.eval.stop_at_json, "bf16": use_bf16(cfg.train.bf16),
-                           "seed": cfg.train.seed}
+                           "stop_at_json": cfg.eval.stop_at_json, "seed": cfg.train.seed,
+                           "bf16": eval_bf16(cfg.eval.bf16, cfg.train.bf16)}
         from ..evaluate.runner import _metric_options  # at call time: the runner imports the trainer
 
         self.options, self.seed = _metric_options(cfg), cfg.train.seed

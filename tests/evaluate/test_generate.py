@@ -123,8 +123,8 @@ def test_sampling_is_seeded(tiny):
 
 def test_decode_width_balances_waves_and_respects_limits(tiny):
     model, _ = tiny
-    ids = [[1] * 10] * 40
-    assert decode_width(model, ids, 16) == 20  # cap 32 on CPU: two even waves of 20, not 32 + 8
+    ids = [[1] * 10] * 80
+    assert decode_width(model, ids, 16) == 40  # cap 64 on CPU: two even waves of 40, not 64 + 16
     assert decode_width(model, ids, 16, most=8) == 8
     assert decode_width(model, ids[:5], 16, least=8) == 5
 
