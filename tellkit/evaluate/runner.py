@@ -85,8 +85,8 @@ def evaluate(cfg: Config, *, adapter: Path | None, anchor: str | None, out_dir: 
                            temperature=cfg.eval.temperature, bf16=bf16, seed=cfg.train.seed)
     seconds = time.perf_counter() - start
     n_gen = generated_tokens(tok, outputs)
-    scores = metric_registry.compute(text_metrics, outputs, golds, _metric_options(cfg), seed=cfg.train.seed) \
-        if text_metrics else {}
+    options = metric_registry.options_from(cfg.eval)
+    scores = metric_registry.compute(text_metrics, outputs, golds, options, seed=cfg.train.seed) if text_metrics else {}
     if "general" in names:
         scores["general"] = general_loss(cfg, model if model is not None else _load(cfg, adapter)[0], tok)
 
@@ -123,13 +123,6 @@ def _load(cfg: Config, adapter: Path | None):
             raise TellkitError(f"no adapter in {adapter}; train the run first")
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()  # merged: plain-model speed
     return model, tok
-
-
-def _metric_options(cfg: Config) -> dict:
-    e = cfg.eval
-    options = {"label_field": e.label_field, "positive_label": e.positive_label, "json_schema": e.json_schema,
-               "doc_level": e.doc_level, "max_doc_tokens": e.max_doc_tokens, "bleurt_checkpoint": e.bleurt_checkpoint}
-    return {k: v for k, v in options.items() if v is not None}
 
 
 def general_loss(cfg: Config, model, tok, limit: int = 200) -> dict:

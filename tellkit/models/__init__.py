@@ -1,7 +1,8 @@
 """Model resolution and loading (aliases, local folders, hub ids) and the tiny test model.
 
 One concern per module: aliases (alias table), cache (atomic builds in the
-tellkit cache), smollm2 (the default model's GGUF conversion), checks (is a
+tellkit cache), gguf_convert (GGUF -> safetensors, checked), smollm2 (the
+default model) and gemma3 (Gemma-3-270M, a base model), checks (is a
 folder a safe, complete model), hub (hub ids), resolve (name -> folder or id),
 load (model + tokenizer). Importing this package is cheap: torch/transformers
 are imported when used.

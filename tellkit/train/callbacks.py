@@ -26,9 +26,16 @@ class Progress(TrainerCallback):
             self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step")
 
     def on_step_end(self, args, state, control, **kw):
-        if self.bar is None:
-            return
-        self.bar.update(state.global_step - self.bar.n)
+        if self.bar is not None:
+            self.bar.update(state.global_step - self.bar.n)
+            self._show(state)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        # The Trainer logs a step's loss after on_step_end: show it now, not one step late.
+        if self.bar is not None and logs and "loss" in logs:
+            self._show(state)
+
+    def _show(self, state) -> None:
         toks = self.cum[min(state.global_step, len(self.cum) - 1)] - self.cum[min(self.start_step, len(self.cum) - 1)]
         last = next((r for r in reversed(state.log_history) if "loss" in r), {})
         shown = {"tok_s": f"{toks / max(time.perf_counter() - self.t0, 1e-9):.0f}",

@@ -51,9 +51,7 @@ class DevSelector:
         self.generation = {"batch_size": cfg.eval.batch_size, "max_batch": cfg.eval.max_batch,
                            "stop_at_json": cfg.eval.stop_at_json, "seed": cfg.train.seed,
                            "bf16": eval_bf16(cfg.eval.bf16, cfg.train.bf16)}
-        from ..evaluate.runner import _metric_options  # at call time: the runner imports the trainer
-
-        self.options, self.seed = _metric_options(cfg), cfg.train.seed
+        self.options, self.seed = metric_registry.options_from(cfg.eval), cfg.train.seed
         self.seconds = 0.0  # generating and scoring, all calls together: what selecting this way cost
         self._check_golds()
 

@@ -17,7 +17,7 @@ from tellkit.errors import ConfigError, DataError
 from tellkit.evaluate.metrics import bleurt_metric, json_metric, label_metric, sacrebleu_metric
 from tellkit.evaluate.metrics.base import Metric
 
-__all__ = ["METRICS", "Metric", "available", "compute"]
+__all__ = ["METRICS", "Metric", "available", "compute", "options_from"]
 
 METRICS: dict[str, Metric] = {
     json_metric.METRIC.name: json_metric.METRIC,
@@ -25,6 +25,14 @@ METRICS: dict[str, Metric] = {
     **sacrebleu_metric.METRICS,
     bleurt_metric.METRIC.name: bleurt_metric.METRIC,
 }
+
+
+def options_from(eval_cfg) -> dict[str, Any]:
+    """The metric options an `eval:` config section sets (unset ones left to each metric's default)."""
+    e = eval_cfg
+    options = {"label_field": e.label_field, "positive_label": e.positive_label, "json_schema": e.json_schema,
+               "doc_level": e.doc_level, "max_doc_tokens": e.max_doc_tokens, "bleurt_checkpoint": e.bleurt_checkpoint}
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def available() -> list[str]:
