@@ -105,16 +105,10 @@ def _gemma3_probe(tok: Any) -> list[int]:
     return tok(_PROBE_TEXT)["input_ids"]
 
 
-def _gemma3_config_class() -> Any:
-    from transformers import Gemma3TextConfig
-
-    return Gemma3TextConfig
-
-
 GEMMA3_SPEC = GGUFSpec(
     label="Gemma 3",
     architecture="Gemma3ForCausalLM",
-    config_class=_gemma3_config_class,
+    config_class="Gemma3TextConfig",
     probe=_gemma3_probe,
     fix_tokenizer=_fix_gemma3_tokenizer,
     generation_defaults={"bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0},

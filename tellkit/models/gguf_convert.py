@@ -29,7 +29,7 @@ class GGUFSpec:
 
     label: str  # names the model in errors: "<label> GGUF: ..." / "<label> conversion check failed: ..."
     architecture: str  # config.architectures[0], e.g. "LlamaForCausalLM"
-    config_class: Callable[[], Any]  # returns the transformers config class (imported lazily)
+    config_class: str  # the transformers config class by name, e.g. "LlamaConfig" (imported when converting)
     probe: Callable[[Any], list[int]]  # tokenizer -> the token ids the logits/tokenizer checks use
     fix_tokenizer: Callable[[Any], Any] = lambda tok: tok
     # bos/eos/pad written to generation_config.json when the GGUF's generation config has none
@@ -72,7 +72,9 @@ def convert_gguf(folder: Path, gguf_file: str, out: Path, spec: GGUFSpec) -> flo
     cfg["dtype"] = "float32"
     # GGUF stores the eps as float32: 1e-5 reads back as 9.99999974738e-06 (1e-6 likewise); use the published value
     cfg["rms_norm_eps"] = float(f"{cfg['rms_norm_eps']:.6g}")
-    config = spec.config_class().from_dict(cfg)
+    import transformers
+
+    config = getattr(transformers, spec.config_class).from_dict(cfg)
     if bool(config.tie_word_embeddings) != spec.tied:
         raise RuntimeError(f"{spec.label} GGUF: expected tie_word_embeddings={str(spec.tied).lower()}")
 

@@ -96,16 +96,10 @@ def _smollm2_probe(tok: Any) -> list[int]:
     )
 
 
-def _llama_config_class() -> Any:
-    from transformers import LlamaConfig
-
-    return LlamaConfig
-
-
 SMOLLM2_SPEC = GGUFSpec(
     label="SmolLM2",
     architecture="LlamaForCausalLM",
-    config_class=_llama_config_class,
+    config_class="LlamaConfig",
     probe=_smollm2_probe,
     fix_tokenizer=_fix_smollm2_tokenizer,
     generation_defaults={"bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 2},
