@@ -47,13 +47,22 @@ def shared_prefix_length(prompts: list[list[int]]) -> int:
     return max(n, 0)
 
 
-def _forward(model, ids: list[int], start: int, cache) -> torch.Tensor:
-    """Logits of the last position after feeding `ids` (positions start, start+1, ...) into `cache`."""
-    device = model.device
-    input_ids = torch.tensor([ids], device=device)
-    positions = torch.arange(start, start + len(ids), device=device)[None]
-    return model(input_ids=input_ids, position_ids=positions, cache=cache, use_cache=True,
-                 logits_to_keep=1).logits[0, -1]
+def _forward(model, seqs: list[list[int]], start: int, cache) -> torch.Tensor:
+    """Last-position logits [rows, vocab] after feeding each of `seqs` (positions start, start+1, ...) into `cache`.
+
+    Sequences of different lengths are left-padded after the `start` positions already in the cache, with those
+    padding columns masked; each row's last position is its own last token.
+    """
+    device, width = model.device, max(map(len, seqs))
+    pads = [width - len(s) for s in seqs]
+    input_ids = torch.tensor([[0] * pad + s for pad, s in zip(pads, seqs)], device=device)
+    positions = torch.tensor([[start] * pad + list(range(start, start + len(s))) for pad, s in zip(pads, seqs)],
+                             device=device)
+    mask = None
+    if any(pads):
+        mask = torch.tensor([[1] * start + [0] * pad + [1] * len(s) for pad, s in zip(pads, seqs)], device=device)
+    return model(input_ids=input_ids, position_ids=positions, attention_mask=mask, cache=cache, use_cache=True,
+                 logits_to_keep=1).logits[:, -1]
 
 
 class Decoder:
@@ -97,7 +106,7 @@ class Decoder:
 
     def _prefill_prefix(self, ids: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         cache = DynamicCache(config=self.model.config)
-        _forward(self.model, ids, 0, cache)
+        _forward(self.model, [ids], 0, cache)
         return [(layer.keys, layer.values) for layer in cache.layers]
 
     def _admit(self, want: int) -> list[tuple[_Row, list]]:
@@ -122,23 +131,15 @@ class Decoder:
         if self.prefix_kv is not None:
             for layer, (k, v) in zip(cache.layers, self.prefix_kv):
                 layer.update(k.expand(len(chunk), -1, -1, -1), v.expand(len(chunk), -1, -1, -1))
-        device = self.model.device
-        pads = [width - len(o) for o in own]
-        input_ids = torch.tensor([[0] * pad + o for pad, o in zip(pads, own)], device=device)
-        positions = torch.tensor([[p] * pad + list(range(p, p + len(o))) for pad, o in zip(pads, own)], device=device)
-        mask = None
-        if any(pads):  # masked padding columns between the prefix and each prompt's own tokens
-            mask = torch.tensor([[1] * p + [0] * pad + [1] * len(o) for pad, o in zip(pads, own)], device=device)
-        logits = self.model(input_ids=input_ids, position_ids=positions, attention_mask=mask, cache=cache,
-                            use_cache=True, logits_to_keep=1).logits[:, -1]
-        first = self.pick(logits).tolist()
+        first = self.pick(_forward(self.model, own, p, cache)).tolist()
         out: list[tuple[_Row, list] | None] = []
-        for r, (i, pad) in enumerate(zip(chunk, pads)):
+        for r, (i, o) in enumerate(zip(chunk, own)):
+            pad = width - len(o)
             row = _Row(i, len(self.prompts[i]), [int(first[r])])
             if self._finished(row):
                 out.append(None)
                 continue
-            cols = torch.cat([torch.arange(p), torch.arange(p + pad, p + width)]).to(device)
+            cols = torch.cat([torch.arange(p), torch.arange(p + pad, p + width)]).to(self.model.device)
             out.append((row, [(layer.keys[r:r + 1].index_select(2, cols), layer.values[r:r + 1].index_select(2, cols))
                               for layer in cache.layers]))
         return out
@@ -171,7 +172,7 @@ class Decoder:
             if self._finished(row):
                 rows[slot] = None
                 freed.append(slot)
-        for slot, (row, kv) in zip(freed, self._admit(len(freed)) if self.queue else []):  # refill the freed slots
+        for slot, (row, kv) in zip(freed, self._admit(len(freed))):  # refill the freed slots
             rows[slot] = row
             cache.place(slot, kv)
         live = [s for s, r in enumerate(rows) if r is not None]

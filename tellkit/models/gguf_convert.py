@@ -40,6 +40,16 @@ class GGUFSpec:
     rtol: float = 1e-4
 
 
+def require_gguf(alias: str, pip_hint: str) -> None:
+    """ModelError naming `pip_hint` unless the gguf package (transformers' GGUF reader needs it) is installed."""
+    import importlib.util
+
+    from tellkit.errors import ModelError
+
+    if importlib.util.find_spec("gguf") is None:
+        raise ModelError(f"model '{alias}' needs the gguf package to convert the weights; install it with `{pip_hint}`")
+
+
 def clean_tokenizer_config(path: Path) -> None:
     """Drop load-time leftovers of the GGUF load from a saved tokenizer_config.json."""
     data = json.loads(path.read_text(encoding="utf-8"))

