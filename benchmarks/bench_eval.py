@@ -6,7 +6,7 @@
 Both arms decode greedily from the same prompts (rendered as `tellkit eval` renders them for the base model)
 with the same model, in one process, old arm first. "old" is the previous tellkit generate (kept below as
 `old_generate`): `model.generate` on length-sorted, left-padded batches of `--batch-size`. "new" is
-tellkit.evaluate.generate with the same batch_size. Generated tokens are counted the way `tellkit eval` counts
+tellkit.generation.generate with the same batch_size. Generated tokens are counted the way `tellkit eval` counts
 them (the output text re-tokenized). Also printed: a memory-bandwidth copy test and the lower bound it implies
 for one decode step (every weight read once per step).
 """
@@ -27,7 +27,7 @@ from tellkit.config import load_config  # noqa: E402
 from tellkit.data.formats import to_examples  # noqa: E402
 from tellkit.data.readers import read_records  # noqa: E402
 from tellkit.data.tokenize import encode_prompt  # noqa: E402
-from tellkit.evaluate.generate import generate, generated_tokens  # noqa: E402
+from tellkit.generation.generate import generate, generated_tokens  # noqa: E402
 from tellkit.models import load_model_and_tokenizer, resolve_model  # noqa: E402
 
 PRESETS = {"orders": ("examples/orders.yaml", 40, 128), "halu": ("examples/quickstart.yaml", 20, 96)}

@@ -16,7 +16,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-from tellkit.evaluate.metrics import compute  # noqa: E402
+from tellkit.metrics import compute  # noqa: E402
 from tellkit.models.resolve import resolve_model  # noqa: E402
 
 p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tellkit.evaluate.bootstrap import difference_ci, mean_ci_over_seeds  # noqa: E402
+from tellkit.metrics.bootstrap import difference_ci, mean_ci_over_seeds  # noqa: E402
 from tellkit.report.compare_report import HEADLINE_ORDER, fmt_ci, readable_verdict  # noqa: E402
 from tellkit.report.html import md_table  # noqa: E402
 

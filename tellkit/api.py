@@ -10,11 +10,11 @@ import os
 from pathlib import Path
 
 from .config import Config, load_config
-from .prepare import ANCHORED, Prepared, mix, prepare  # noqa: F401  (part of the public API)
-from .rundir import RunDir, training_hash
+from .mix.prepare import ANCHORED, Prepared, mix, prepare  # noqa: F401  (part of the public API)
+from .pipeline import validate
+from .runs.rundir import RunDir, training_hash
 from .track import check_trackers
 from .train.memory import preflight
-from .validate import validate
 
 
 def load(path: str | Path, overrides: list[str] | None = None) -> Config:

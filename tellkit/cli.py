@@ -23,7 +23,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 def _cmd_validate(a) -> None:
     from .api import load
     from .train.memory import preflight_lines
-    from .validate import validate
+    from .pipeline import validate
 
     summary = validate(load(a.config, a.overrides), overwrite=a.overwrite)
     print(json.dumps(summary, indent=2, ensure_ascii=False))
@@ -90,8 +90,8 @@ def _cmd_eval(a) -> None:
 def _cmd_compare(a) -> None:
     from pathlib import Path
 
-    from .analyse.compare import compare
-    from .analyse.winner import verdict_table
+    from .study.compare import compare
+    from .study.winner import verdict_table
     from .api import load
 
     cfg = load(a.config, a.overrides)
@@ -126,7 +126,7 @@ def _execution(a) -> dict:
 def _cmd_sweep(a) -> None:
     from pathlib import Path
 
-    from .analyse.sweep import sweep
+    from .study.sweep import sweep
     from .api import load
 
     cfg = load(a.config, a.overrides)
@@ -147,7 +147,7 @@ def _cmd_sweep(a) -> None:
 
 
 def _cmd_probe(a) -> None:
-    from .analyse.probe import probe
+    from .probe.probe import probe
     from .api import load
 
     r = probe(load(a.config, a.overrides), run_dir=a.run, out_dir=a.out)
@@ -161,7 +161,7 @@ def _cmd_probe(a) -> None:
 def _cmd_anchor_draft(a) -> None:
     from pathlib import Path
 
-    from .anchor.draft import draft_anchors, write_anchor_file
+    from .probe.draft import draft_anchors, write_anchor_file
     from .api import load
 
     cfg = load(a.config, a.overrides)
@@ -174,8 +174,8 @@ def _cmd_anchor_draft(a) -> None:
 def _cmd_anchor_rank(a) -> None:
     from pathlib import Path
 
-    from .anchor.draft import read_anchor_file
-    from .anchor.rank import rank_anchors
+    from .probe.draft import read_anchor_file
+    from .probe.rank import rank_anchors
     from .api import load
 
     cfg = load(a.config, a.overrides)
@@ -193,8 +193,8 @@ def _cmd_report(a) -> None:
 
     folder = Path(a.run_dir)
     if (folder / "plan.json").exists() and not (folder / "comparison.json").exists():  # a sweep (or unfinished compare)
-        from .analyse.sweep import summarise
-        from .execute.plan import load_plan
+        from .study.sweep import summarise
+        from .study.execute.plan import load_plan
 
         plan = load_plan(folder)
         if plan.kind != "sweep":

@@ -1,4 +1,4 @@
-"""tellkit.api and tellkit.validate import each other's shared part (tellkit.prepare), not each other."""
+"""The CLI starts fast: neither it nor the API and the pipeline under it import torch until a command needs it."""
 
 import subprocess
 import sys
@@ -6,9 +6,9 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("first", ["tellkit.validate", "tellkit.api", "tellkit.cli", "tellkit.prepare"])
+@pytest.mark.parametrize("first", ["tellkit.pipeline", "tellkit.api", "tellkit.cli", "tellkit.mix.prepare"])
 def test_each_module_imports_first_in_a_fresh_interpreter(first):
-    code = f"import {first}, tellkit.api, tellkit.validate; import sys; print('torch' in sys.modules)"
+    code = f"import {first}, tellkit.api, tellkit.pipeline; import sys; print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"  # and neither drags torch in: the CLI starts fast

@@ -21,7 +21,7 @@ import tellkit
 from tellkit.cli import main
 from tellkit.config import Config, load_config
 from tellkit.errors import TellkitError
-from tellkit.rundir import RunDir, checkpoint_complete, last_checkpoint
+from tellkit.runs.rundir import RunDir, checkpoint_complete, last_checkpoint
 from tellkit.train.callbacks import LossLog
 
 from datahelpers import user_error, visible_lines
@@ -245,9 +245,9 @@ SHELL_CALLS = {("os", "system"), ("os", "popen"), ("os", "execv"), ("os", "execv
                ("pty", "spawn")}
 
 
-# The one module that starts processes: parallel sweep cells, each `python -m tellkit.execute.cell
+# The one module that starts processes: parallel sweep cells, each `python -m tellkit.study.execute.cell
 # FOLDER NAME` as an argv list (no shell); the cell reads its config from the plan file, not argv.
-CELL_LAUNCHER = Path(tellkit.__file__).parent / "execute" / "local.py"
+CELL_LAUNCHER = Path(tellkit.__file__).parent / "study" / "execute" / "local.py"
 
 
 def test_no_config_value_reaches_a_shell():

@@ -148,7 +148,7 @@ class EvalConfig(Section):
     # once whatever the batch, so a wider batch costs little more per step.
     max_batch: PositiveInt | None = None
     # End a sequence once its first top-level JSON object is closed, and cut the output there
-    # (tellkit/evaluate/stops.py says what that can change in json/strict). Off: EOS only, exact outputs.
+    # (tellkit/generation/stops.py says what that can change in json/strict). Off: EOS only, exact outputs.
     stop_at_json: bool = False
     # Generation precision. "auto": fp32 on CPU, where tellkit's fp32 decoder is both exact and faster than
     # bf16 autocast (orders: 23.6 vs 27.5 s, benchmarks/README.md); on a GPU, bf16 when training used it.
@@ -174,7 +174,7 @@ class EvalConfig(Section):
         return self
 
 
-# The scores each text metric reports (tellkit/evaluate/metrics; tests/train/test_select.py checks this
+# The scores each text metric reports (tellkit/metrics; tests/train/test_select.py checks this
 # table against the registry). Here, not read from the registry, because that imports scipy: seconds
 # on every config load.
 SELECTABLE = {

@@ -18,7 +18,7 @@ import pyarrow as pa
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from ..anchor import apply_anchor
+from .anchor import apply_anchor
 from .formats import to_examples
 from .readers import read_records
 from .tokenize import encode

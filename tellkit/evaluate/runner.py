@@ -15,22 +15,22 @@ from pathlib import Path
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from ..anchor import apply_anchor
+from .. import metrics as metric_registry
 from ..config import Config, load_config
+from ..data.anchor import apply_anchor
 from ..data.formats import to_examples
 from ..data.readers import read_records
 from ..data.tokenize import IGNORE, encode, encode_prompt
 from ..errors import ConfigError, TellkitError
+from ..generation.generate import generate, generated_tokens
+from ..generation.vllm_backend import generate_vllm, require_vllm
 from ..io import write_json_atomic, write_text_atomic
+from ..metrics import general as general_metric
 from ..models import load_model_and_tokenizer, load_tokenizer, resolve_model
-from ..rundir import RunDir
+from ..runs.rundir import RunDir
 from ..track import log_final_scores
 from ..train.loss import fuse_head, linear_cross_entropy, unfuse_head
 from ..train.precision import eval_bf16
-from . import metrics as metric_registry
-from .generate import generate, generated_tokens
-from .metrics import general as general_metric
-from .vllm_backend import generate_vllm, require_vllm
 
 MODEL_METRICS = ("general",)  # metrics computed from the model itself, not from generated text
 

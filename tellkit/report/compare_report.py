@@ -7,8 +7,8 @@ import json
 import math
 from pathlib import Path
 
-from ..evaluate.bootstrap import STUDENT_T
-from ..evaluate.metrics import pooled
+from ..metrics import pooled
+from ..metrics.bootstrap import STUDENT_T
 from .html import md_table, shorten, write_report
 from .losses import write_method_plots
 from .plots import plot_metric_bars, plot_score_vs_general
@@ -56,7 +56,7 @@ def outcome_lines(result: dict, scores: list[str]) -> list[str]:
 
 
 def interval_note(summary: dict, scores: list[str]) -> str:
-    """Which 95% interval each shown score uses (evaluate.bootstrap picks it from the data)."""
+    """Which 95% interval each shown score uses (metrics.bootstrap picks it from the data)."""
     used: dict[str, list[str]] = {}
     for k in scores:
         kinds = {m["scores"][k].get("interval", STUDENT_T) for m in summary.values() if k in m["scores"]}

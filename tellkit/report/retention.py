@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..evaluate.metrics import pooled
+from ..metrics import pooled
 from .html import md_table
 from .plots import plot_score_vs_general
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..rundir import RunDir
-from .html import md_table, shorten, write_report
+from ..runs.rundir import RunDir
 from ..train.memory import report_lines
+from .html import md_table, shorten, write_report
 from .losses import SMOOTHING_NOTE, write_run_loss_plot
 
 

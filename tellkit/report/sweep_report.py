@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..evaluate.bootstrap import STUDENT_T
+from ..metrics.bootstrap import STUDENT_T
 from .html import md_table, write_report
 from .losses import write_method_plots
 from .plots import plot_ratio_curves, plot_scale_curves
@@ -73,7 +73,7 @@ def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple
 
 
 def interval_line(curves: dict) -> str:
-    """Which 95% interval the bands and intervals use (evaluate.metrics.pooled picks it from the results;
+    """Which 95% interval the bands and intervals use (metrics.pooled picks it from the results;
     a summary written before intervals were named used Student-t)."""
     kinds = sorted({p.get("interval", STUDENT_T) for by_t in curves.values() for pts in by_t.values()
                     for p in pts} - {"none"})

@@ -5,6 +5,6 @@ anchor the run was trained with, so the model sees new inputs the way it saw its
 Imports are lazy: torch and transformers load only when a command runs.
 """
 
-from tellkit.ship.source import RunSource, open_run
+from tellkit.runs.source import RunSource, open_run
 
 __all__ = ["RunSource", "open_run"]

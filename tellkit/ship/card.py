@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .source import RunSource
+from ..runs.source import RunSource
 
 
 def _num(x) -> str:

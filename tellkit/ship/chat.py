@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from .source import load_merged, open_run
+from ..runs.source import load_merged, open_run
 
 
 def chat(run_dir: str | Path, *, max_new_tokens: int | None = None, stdin: IO[str] | None = None,

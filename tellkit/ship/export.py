@@ -16,9 +16,9 @@ import tempfile
 from pathlib import Path
 
 from ..errors import TellkitError
+from ..runs.source import load_merged, open_run
 from .card import model_card
 from .gguf_export import OUTTYPES, write_gguf
-from .source import load_merged, open_run
 from .template import anchored_template
 
 ORIGINAL_TEMPLATE = "chat_template.no_anchor.jinja"  # the base model's template, without the anchor

@@ -19,7 +19,7 @@ from ..data.readers import read_records
 from ..data.tokenize import encode_prompt
 from ..errors import DataError
 from ..io import atomic_path
-from .source import RunSource, load_merged, open_run
+from ..runs.source import RunSource, load_merged, open_run
 
 CHUNK = 256  # prompts per generate call: output is written (and flushed) as each chunk finishes
 
@@ -95,7 +95,7 @@ def predict(run_dir: str | Path, source: str, output: str | Path | None = None, 
 def _write(src: RunSource, model, tok, inputs: list[dict], out: IO[str], max_new_tokens, batch_size) -> int:
     from tqdm.auto import tqdm
 
-    from ..evaluate.generate import generate
+    from ..generation.generate import generate
 
     e = src.cfg.eval
     # generate's own bar counts the examples of a chunk as they finish; this one the chunks of a long input

@@ -2,7 +2,7 @@
 
 TELL trains the task with an anchor on every task prompt; served without it, the model
 answers like its general data. The exported tokenizer's default template therefore wraps the
-original one: it rewrites ``messages`` the way `tellkit.anchor.apply_anchor` does, then renders
+original one: it rewrites ``messages`` the way `tellkit.data.anchor.apply_anchor` does, then renders
 them with the untouched original. Any server that renders chat templates (transformers,
 vLLM, TGI, llama.cpp, Ollama via the GGUF) then applies the anchor without knowing about it.
 """

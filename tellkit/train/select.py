@@ -11,7 +11,7 @@ the configured metric, the same way for every method:
   asked with their anchor and SFT without, as at evaluation;
 * the golds are the final assistant turns; the score is the metric registry's, with the eval
   options (label field, JSON schema, ...) of the config;
-* generation is tellkit's batched decoder (evaluate/generate.py) on the live, unmerged PeftModel,
+* generation is tellkit's batched decoder (generation/generate.py) on the live, unmerged PeftModel,
   with `select_max_new_tokens` new tokens, so a save costs one short generation over the dev split.
 
 Generation must leave training as it found it: the train/eval mode, the fused head the trainer
@@ -27,11 +27,11 @@ import time
 
 import torch
 
+from .. import metrics as metric_registry
 from ..config import Config
 from ..data.tokenize import encode_prompt
 from ..errors import ConfigError, TellkitError
-from ..evaluate import metrics as metric_registry
-from ..evaluate.generate import generate
+from ..generation.generate import generate
 from ..mix import Mixture
 from .loss import HiddenHead
 from .precision import eval_bf16

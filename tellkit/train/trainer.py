@@ -29,7 +29,7 @@ from ..data.tokenize import IGNORE
 from ..errors import TellkitError
 from ..mix import Mixture
 from ..models.load import load_model_and_tokenizer
-from ..rundir import last_checkpoint
+from ..runs.rundir import last_checkpoint
 from ..track import tracking_args
 from .attention import training_attention
 from .batches import MicroBatches, collate_packed, collate_padded

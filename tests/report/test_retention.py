@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from tellkit.evaluate.metrics import compute, general
+from tellkit.metrics import compute, general
 from tellkit.report import plots
 from tellkit.report.retention import compare_changes, fmt_change, sweep_points, sweep_section
 

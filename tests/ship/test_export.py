@@ -7,8 +7,8 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tellkit.anchor import apply_anchor
 from tellkit.cli import main
+from tellkit.data.anchor import apply_anchor
 
 QUERIES = ["Which colour is named here: red 3?", "Which colour is named here: blue 17?", "Tell me a story."]
 

@@ -5,11 +5,11 @@ import sys
 import pytest
 
 from datahelpers import task_rows, write_jsonl
-from tellkit.anchor import apply_anchor
 from tellkit.cli import main
+from tellkit.data.anchor import apply_anchor
 from tellkit.data.tokenize import encode_prompt
-from tellkit.evaluate.generate import generate
-from tellkit.ship.source import load_merged, open_run
+from tellkit.generation.generate import generate
+from tellkit.runs.source import load_merged, open_run
 
 
 @pytest.fixture(scope="module")

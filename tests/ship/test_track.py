@@ -26,7 +26,7 @@ def test_no_tracker_by_default(tmp_path, tiny_model):
 
 
 def test_tracking_is_not_part_of_what_is_trained(tmp_path, tiny_model):
-    from tellkit.rundir import training_hash
+    from tellkit.runs.rundir import training_hash
 
     path = tiny_config(tmp_path, tiny_model)
     # a finished run rerun with a tracker added is re-evaluated, not retrained

@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM
 from tellkit.api import load, mix, prepare
 from tellkit.cli import main
 from tellkit.errors import TellkitError
-from tellkit.rundir import training_hash
+from tellkit.runs.rundir import training_hash
 from tellkit.train.memory import ModelShape, estimate, preflight
 from tellkit.train.plan import plan_training
 

@@ -9,17 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from tellkit.anchor import apply_anchor
+from tellkit import metrics as metric_registry
 from tellkit.config import load_config
 from tellkit.config.schema import SELECTABLE
+from tellkit.data.anchor import apply_anchor
 from tellkit.data.formats import to_examples
 from tellkit.data.readers import read_records
 from tellkit.data.tokenize import encode_prompt
 from tellkit.errors import ConfigError, TellkitError
-from tellkit.evaluate import metrics as metric_registry
-from tellkit.evaluate.generate import generate
-from tellkit.prepare import mix, prepare
-from tellkit.rundir import training_hash
+from tellkit.generation.generate import generate
+from tellkit.mix.prepare import mix, prepare
+from tellkit.runs.rundir import training_hash
 from tellkit.train.loss import HiddenHead, fuse_head
 from tellkit.train.select import DevSelector
 
