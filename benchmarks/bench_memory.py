@@ -57,7 +57,8 @@ def measure(folder: Path, model: str, examples: int, tokens: int, padded: bool, 
             steps: int) -> tuple[float, int, float]:
     from transformers import AutoTokenizer
 
-    from tellkit.api import load, mix, prepare
+    from tellkit.api import load
+    from tellkit.mix.prepare import mix, prepare
     from tellkit.train.memory import ModelShape, estimate
     from tellkit.train.plan import example_lengths, micro_batch_slots
 

@@ -111,7 +111,7 @@ def machine() -> str:
 
 
 def mix_stages(cfg_path: Path, out: Path | None, ratio_of_corpus: float | None = None) -> dict:
-    """tellkit's `mix` step by step (as tellkit.api.mix does it), timing each stage.
+    """tellkit's `mix` step by step (as tellkit.mix.prepare.mix does it), timing each stage.
 
     ratio_of_corpus: set mix.ratio so the mixture draws that fraction of the general tokens.
     """
@@ -119,10 +119,11 @@ def mix_stages(cfg_path: Path, out: Path | None, ratio_of_corpus: float | None =
 
     from tellkit import api
     from tellkit.mix import build_mixture
+    from tellkit.mix.prepare import prepare
 
     cfg = api.load(cfg_path)
     t0 = time.perf_counter()
-    p = api.prepare(cfg)
+    p = prepare(cfg)
     t1 = time.perf_counter()
     task, general = p.task(anchored=True), p.general()
     t2 = time.perf_counter()

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tellkit.metrics.bootstrap import difference_ci, mean_ci_over_seeds  # noqa: E402
-from tellkit.report.compare_report import HEADLINE_ORDER, fmt_ci, readable_verdict  # noqa: E402
+from tellkit.metrics.headline import HEADLINE_ORDER  # noqa: E402
+from tellkit.report.compare_report import fmt_ci, readable_verdict  # noqa: E402
 from tellkit.report.html import md_table  # noqa: E402
 
 STUDY = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else ROOT / "examples" / "runs" / "study"

@@ -1,4 +1,5 @@
-"""`tellkit` command line: subcommands mirror the pipeline and wrap `tellkit.api`.
+"""`tellkit` command line: each subcommand is one function of `tellkit.api`; this file parses the
+arguments and prints the results, nothing else.
 
 User mistakes (TellkitError) print one `error:` line and exit 2; `--debug`
 shows the traceback.
@@ -11,7 +12,7 @@ import json
 import sys
 import warnings
 
-from . import allocator
+from . import allocator, api
 from .errors import TellkitError
 
 
@@ -21,13 +22,9 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_validate(a) -> None:
-    from .api import load
-    from .train.memory import preflight_lines
-    from .pipeline import validate
-
-    summary = validate(load(a.config, a.overrides), overwrite=a.overwrite)
+    summary = api.validate(api.load(a.config, a.overrides), overwrite=a.overwrite)
     print(json.dumps(summary, indent=2, ensure_ascii=False))
-    print("\n".join(preflight_lines(summary["training"])))
+    print("\n".join(api.preflight_lines(summary["training"])))
     fits = ", and training fits in memory" if summary["training"]["memory"] else ""
     print(f"ok: config, data, model and ratio are valid{fits}")
 
@@ -35,11 +32,9 @@ def _cmd_validate(a) -> None:
 def _cmd_mix(a) -> None:
     from pathlib import Path
 
-    from .api import load, mix
-
-    cfg = load(a.config, a.overrides)
+    cfg = api.load(a.config, a.overrides)
     out = Path(a.out or cfg.output.dir)
-    m = mix(cfg, out)
+    m = api.mix(cfg, out)
     r = m.report
     ratio = "n/a" if r["achieved_ratio"] is None else f"{r['achieved_ratio']:.3f}"
     print(f"mixture: {r['total']['examples']} examples, {r['total']['tokens']:,} tokens "
@@ -50,10 +45,8 @@ def _cmd_mix(a) -> None:
 
 
 def _cmd_train(a) -> None:
-    from .api import load, run, train
-
-    cfg = load(a.config, a.overrides)
-    out = (run if a.command == "run" else train)(cfg, overwrite=a.overwrite, resume=a.resume)
+    cfg = api.load(a.config, a.overrides)
+    out = (api.run if a.command == "run" else api.train)(cfg, overwrite=a.overwrite, resume=a.resume)
     print(f"adapter: {out / 'adapter'}")
     print(f"mixture report: {out / 'mixture.json'}")
     print(f"run record: {out / 'run.json'}")
@@ -62,23 +55,7 @@ def _cmd_train(a) -> None:
 
 
 def _cmd_eval(a) -> None:
-    from pathlib import Path
-
-    from .api import load
-    from .evaluate.runner import evaluate_base, evaluate_run
-    from .report.run_report import write_run_report
-
-    target = Path(a.target)
-    if target.is_dir():
-        result, where = evaluate_run(target, limit=a.limit, overrides=a.overrides), target / "eval"
-        write_run_report(target)
-    else:
-        cfg = load(target, a.overrides)
-        if not a.base:
-            result, where = evaluate_run(cfg.output.dir, limit=a.limit), Path(cfg.output.dir) / "eval"
-        else:
-            where = Path(cfg.output.dir).parent / (Path(cfg.output.dir).name + "-base")
-            result = evaluate_base(cfg, where, limit=a.limit)
+    result, where = api.evaluate(a.target, a.overrides, base=a.base, limit=a.limit)
     for metric, res in result["metrics"].items():
         print(f"{metric:>8}: " + ", ".join(f"{k} {v['value']:.4f} [{v['ci_low']:.4f}, {v['ci_high']:.4f}]"
                                           for k, v in res["scores"].items()) + f"  (n={res.get('n')})")
@@ -90,14 +67,10 @@ def _cmd_eval(a) -> None:
 def _cmd_compare(a) -> None:
     from pathlib import Path
 
-    from .study.compare import compare
-    from .study.winner import verdict_table
-    from .api import load
-
-    cfg = load(a.config, a.overrides)
-    winner = compare(cfg, **_execution(a))["winner"]
+    cfg = api.load(a.config, a.overrides)
+    winner = api.compare(cfg, **_execution(a))["winner"]
     out = Path(cfg.output.dir)
-    print(verdict_table(winner))
+    print(api.verdict_table(winner))
     print(f"winner: {winner['method']} by {winner['score']}. {winner['reason']}")
     if winner["best_dir"]:
         print(f"best/: {winner['best_dir']} -> {Path(winner['run_dir']).name}")
@@ -126,11 +99,8 @@ def _execution(a) -> dict:
 def _cmd_sweep(a) -> None:
     from pathlib import Path
 
-    from .study.sweep import sweep
-    from .api import load
-
-    cfg = load(a.config, a.overrides)
-    summary = sweep(cfg, **_execution(a), only=a.only, replan=a.replan)
+    cfg = api.load(a.config, a.overrides)
+    summary = api.sweep(cfg, **_execution(a), only=a.only, replan=a.replan)
     out = Path(cfg.output.dir)
     if summary.get("partial"):
         print(f"{summary['cells_done']} of {summary['cells_planned']} planned cells are done; the summary is written "
@@ -147,10 +117,7 @@ def _cmd_sweep(a) -> None:
 
 
 def _cmd_probe(a) -> None:
-    from .probe.probe import probe
-    from .api import load
-
-    r = probe(load(a.config, a.overrides), run_dir=a.run, out_dir=a.out)
+    r = api.probe(api.load(a.config, a.overrides), run_dir=a.run, out_dir=a.out)
     for model, block in r["models"].items():
         for name, m in block["metrics"].items():
             print(f"{model:>8} {name:<24} probe acc {m['probe_accuracy']:.3f} ± {m['probe_accuracy_std']:.3f}  "
@@ -159,14 +126,9 @@ def _cmd_probe(a) -> None:
 
 
 def _cmd_anchor_draft(a) -> None:
-    from pathlib import Path
-
-    from .probe.draft import draft_anchors, write_anchor_file
-    from .api import load
-
-    cfg = load(a.config, a.overrides)
-    anchors = draft_anchors(cfg, k=a.k, n=a.n, model_ref=a.model, max_new_tokens=a.max_new_tokens, seed=a.seed)
-    out = write_anchor_file(a.out or Path(cfg.output.dir) / "anchors" / "anchors.txt", anchors)
+    cfg = api.load(a.config, a.overrides)
+    anchors, out = api.draft_anchors(cfg, out=a.out, k=a.k, n=a.n, model=a.model, max_new_tokens=a.max_new_tokens,
+                                     seed=a.seed)
     print("\n".join(f"- {x}" for x in anchors))
     print(f"wrote {out}: edit it, then `tellkit anchor rank {a.config} --anchors {out}`")
 
@@ -174,12 +136,8 @@ def _cmd_anchor_draft(a) -> None:
 def _cmd_anchor_rank(a) -> None:
     from pathlib import Path
 
-    from .probe.draft import read_anchor_file
-    from .probe.rank import rank_anchors
-    from .api import load
-
-    cfg = load(a.config, a.overrides)
-    ranked = rank_anchors(cfg, read_anchor_file(a.anchors), out_dir=a.out)
+    cfg = api.load(a.config, a.overrides)
+    ranked = api.rank_anchors(cfg, a.anchors, out_dir=a.out)
     for r in ranked:
         print(f"{r['rank']:>3}. acc {r['probe_accuracy']:.3f}  dist {r['centroid_cosine_distance']:.4f}  "
               f"sil {r['silhouette']:.3f}  {r['anchor']}")
@@ -187,39 +145,15 @@ def _cmd_anchor_rank(a) -> None:
 
 
 def _cmd_report(a) -> None:
-    from pathlib import Path
-
-    from .report.run_report import write_run_report
-
-    folder = Path(a.run_dir)
-    if (folder / "plan.json").exists() and not (folder / "comparison.json").exists():  # a sweep (or unfinished compare)
-        from .study.sweep import summarise
-        from .study.execute.plan import load_plan
-
-        plan = load_plan(folder)
-        if plan.kind != "sweep":
-            raise TellkitError(f"{folder}: this compare has not finished; rerun `tellkit compare CONFIG` to finish it")
-        s = summarise(plan)
-        print(f"{s['cells_done']} of {s['cells_planned']} planned cells done"
-              + (" (partial results)" if s["partial"] else ""))
-        md, html = folder / "report.md", folder / "report.html"
-    elif (folder / "comparison.json").exists():  # a compare folder: re-render from its results
-        from .config.load import load_config, validate
-        from .report.compare_report import write_compare_report
-
-        result = json.loads((folder / "comparison.json").read_text(encoding="utf-8"))
-        cfg = validate(result["config"]) if "config" in result else \
-            load_config(Path(result["cells"][0]["run_dir"]) / "config.yaml")  # written before configs were stored
-        md, html = write_compare_report(result, cfg, folder)
-    else:
-        md, html = write_run_report(folder)
+    md, html, sweep = api.report(a.run_dir)
+    if sweep is not None:
+        print(f"{sweep['cells_done']} of {sweep['cells_planned']} planned cells done"
+              + (" (partial results)" if sweep["partial"] else ""))
     print(f"report: {md} and {html}")
 
 
 def _cmd_export(a) -> None:
-    from .api import export
-
-    out = export(a.run_dir, a.out, gguf=a.gguf, outtype=a.outtype)
+    out = api.export(a.run_dir, a.out, gguf=a.gguf, outtype=a.outtype)
     print(f"exported: {out} (merged safetensors + tokenizer; anchor in its chat template and tellkit_anchor.json)")
     for f in sorted(out.glob("gguf/*.gguf")):
         print(f"gguf: {f}")
@@ -227,17 +161,13 @@ def _cmd_export(a) -> None:
 
 
 def _cmd_predict(a) -> None:
-    from .api import predict
-
-    n = predict(a.run_dir, a.input, a.output, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size)
+    n = api.predict(a.run_dir, a.input, a.output, max_new_tokens=a.max_new_tokens, batch_size=a.batch_size)
     if a.output:
         print(f"wrote {n} predictions to {a.output}", file=sys.stderr)
 
 
 def _cmd_chat(a) -> None:
-    from .api import chat
-
-    chat(a.run_dir, max_new_tokens=a.max_new_tokens)
+    api.chat(a.run_dir, max_new_tokens=a.max_new_tokens)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -288,3 +288,25 @@ def test_debug_shows_the_traceback(config_file, data_dir):
     with pytest.raises(DataError, match=r"task\.jsonl:1"):
         main(["--debug", "validate", str(config_file)])
 
+
+
+def test_run_trains_on_the_mixture_validation_built(config_file, capsys, monkeypatch):
+    """`tellkit run` checks once: the mixture (and step plan) validation built is the one training uses."""
+    import tellkit.mix.prepare as prepare
+
+    built, real = [], prepare.build_mixture
+
+    def counted(*args, **kwargs):
+        built.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(prepare, "build_mixture", counted)
+    assert main(["run", str(config_file), "train.max_steps=2", "eval.limit=2", "eval.max_new_tokens=2"]) == 0, \
+        capsys.readouterr().err
+    assert len(built) == 1
+
+
+def test_every_anchored_method_needs_an_anchor_when_mixing_too(config_file, capsys):
+    # one rule (tellkit/methods.py), asked by validation and by the mixture itself (`tellkit mix`/`train`)
+    user_error(["mix", str(config_file), "anchor.text=null", "mix.method=sft+anchor"], capsys,
+               "mix.method=sft+anchor needs an anchor")

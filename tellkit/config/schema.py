@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
+from ..methods import METHODS, NAMES, TRAINED
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -53,9 +55,7 @@ class AnchorConfig(Section):
 
 
 class MixConfig(Section):
-    # tell: anchored task + general; sft: task only; sft+anchor: anchored task only;
-    # sft-matched: task repeated to a TELL run's tokens; general-only: general only
-    method: Literal["tell", "sft", "sft+anchor", "sft-matched", "general-only"] = "tell"
+    method: Literal[TRAINED] = "tell"  # the trained methods of tellkit/methods.py
     ratio: float = Field(100.0, ge=0, le=100_000)  # general tokens : task tokens
     seed: int = 0
     task_repeats: PositiveInt = 1
@@ -185,12 +185,12 @@ SELECTABLE = {
 }
 
 
-Method = Literal["tell", "sft", "sft+anchor", "sft-matched", "general-only", "base"]
+Method = Literal[NAMES]
 
 
 class CompareConfig(Section):
     methods: list[Method] = Field(
-        default_factory=lambda: ["tell", "sft", "sft+anchor", "sft-matched", "general-only", "base"]
+        default_factory=lambda: list(NAMES)
     )
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     # The score that names the winner (whose run is linked as best/): "metric/score", e.g. json/strict;
@@ -240,7 +240,7 @@ class Config(Section):
     def _needs_data(self) -> "Config":
         if self.task is None:  # even general-only: its general tokens are counted against the task's
             raise ValueError("the config needs a `task:` section with a path to the task data")
-        if self.mix.method in ("tell", "general-only") and self.general is None:
+        if METHODS[self.mix.method].general and self.general is None:
             raise ValueError(f"mix.method={self.mix.method} needs a `general:` section with a path")
         chosen = self.compare.score
         if chosen and chosen.split("/")[0] not in self.eval.metrics:  # fail before a compare trains for hours

@@ -16,18 +16,18 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from .. import metrics as metric_registry
-from ..config import Config, load_config
+from ..config import Config
 from ..data.anchor import apply_anchor
 from ..data.formats import to_examples
 from ..data.readers import read_records
 from ..data.tokenize import IGNORE, encode, encode_prompt
-from ..errors import ConfigError, TellkitError
+from ..errors import ConfigError
 from ..generation.generate import generate, generated_tokens
 from ..generation.vllm_backend import generate_vllm, require_vllm
 from ..io import write_json_atomic, write_text_atomic
 from ..metrics import general as general_metric
-from ..models import load_model_and_tokenizer, load_tokenizer, resolve_model
-from ..runs.rundir import RunDir
+from ..runs.loader import load_model, load_tokenizer, model_ref
+from ..runs.source import read_run
 from ..track import log_final_scores
 from ..train.loss import fuse_head, linear_cross_entropy, unfuse_head
 from ..train.precision import eval_bf16
@@ -40,12 +40,9 @@ def evaluate_run(run_dir: str | Path, *, cfg: Config | None = None, limit: int |
     """Evaluate a finished run folder (adapter + the anchor it was trained with).
 
     Eval settings come from `cfg` when given, else from the run's own config.yaml."""
-    run = RunDir(run_dir)
-    state = run.require_complete()
-    cfg = cfg or load_config(run.path / "config.yaml", overrides)
-    result = evaluate(cfg, adapter=run.path / "adapter", anchor=state.get("anchor"),
-                      out_dir=run.path / "eval", limit=limit)
-    log_final_scores(run.path, cfg, result)  # into the trackers of train.report_to, if any
+    run = read_run(run_dir, cfg=cfg, overrides=overrides)
+    result = evaluate(run.cfg, adapter=run.adapter, anchor=run.anchor, out_dir=run.path / "eval", limit=limit)
+    log_final_scores(run.path, run.cfg, result)  # into the trackers of train.report_to, if any
     return result
 
 
@@ -68,14 +65,14 @@ def evaluate(cfg: Config, *, adapter: Path | None, anchor: str | None, out_dir: 
     vllm = cfg.eval.backend == "vllm"
     if vllm:
         require_vllm()  # before any weights load
-    model, tok = (None, _load_tokenizer(cfg)) if vllm else _load(cfg, adapter)
+    model, tok = (None, load_tokenizer(cfg)) if vllm else load_model(cfg, adapter)
     prompts = [encode_prompt(tok, apply_anchor(ex["messages"], anchor, cfg.anchor.position, cfg.anchor.separator))
                for ex in examples]
     golds = [ex["messages"][-1]["content"] for ex in examples]
     bf16 = eval_bf16(cfg.eval.bf16, cfg.train.bf16)
     start = time.perf_counter()
     if vllm:
-        outputs = generate_vllm(_ref(cfg), tok, prompts, max_new_tokens=cfg.eval.max_new_tokens, adapter=adapter,
+        outputs = generate_vllm(model_ref(cfg), tok, prompts, max_new_tokens=cfg.eval.max_new_tokens, adapter=adapter,
                                 do_sample=cfg.eval.do_sample, temperature=cfg.eval.temperature, seed=cfg.train.seed,
                                 dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code)
     else:
@@ -88,7 +85,7 @@ def evaluate(cfg: Config, *, adapter: Path | None, anchor: str | None, out_dir: 
     options = metric_registry.options_from(cfg.eval)
     scores = metric_registry.compute(text_metrics, outputs, golds, options, seed=cfg.train.seed) if text_metrics else {}
     if "general" in names:
-        scores["general"] = general_loss(cfg, model if model is not None else _load(cfg, adapter)[0], tok)
+        scores["general"] = general_loss(cfg, model if model is not None else load_model(cfg, adapter)[0], tok)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "predictions.jsonl", "".join(
@@ -101,28 +98,6 @@ def evaluate(cfg: Config, *, adapter: Path | None, anchor: str | None, out_dir: 
                                                 "backend": cfg.eval.backend, "stop_at_json": cfg.eval.stop_at_json}}
     write_json_atomic(out_dir / "scores.json", result)
     return result
-
-
-def _ref(cfg: Config):
-    return resolve_model(cfg.model.name, trust_remote_code=cfg.model.trust_remote_code,
-                         allow_pickle=cfg.model.allow_pickle)
-
-
-def _load_tokenizer(cfg: Config):
-    return load_tokenizer(str(_ref(cfg)), trust_remote_code=cfg.model.trust_remote_code)
-
-
-def _load(cfg: Config, adapter: Path | None):
-    ref = _ref(cfg)
-    model, tok = load_model_and_tokenizer(ref, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code,
-                                          allow_pickle=cfg.model.allow_pickle)
-    if adapter is not None:
-        from peft import PeftModel
-
-        if not (Path(adapter) / "adapter_config.json").exists():
-            raise TellkitError(f"no adapter in {adapter}; train the run first")
-        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()  # merged: plain-model speed
-    return model, tok
 
 
 def general_loss(cfg: Config, model, tok, limit: int = 200) -> dict:

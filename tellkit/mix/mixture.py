@@ -22,6 +22,7 @@ from datasets import Dataset, concatenate_datasets
 from ..config.schema import MixConfig
 from ..errors import DataError
 from ..io import atomic_path, write_json_atomic
+from ..methods import METHODS
 
 TASK, GENERAL = 0, 1
 SOURCES = ("task", "general")
@@ -70,7 +71,7 @@ def build_mixture(task: Dataset | None, general: Dataset | None, cfg: MixConfig,
     `budget_lengths` (the anchored token counts) makes the token-budget subset the same examples for
     methods with and without the anchor, so their comparison is on the same task data."""
     rng = np.random.default_rng(cfg.seed)
-    method = cfg.method
+    method = METHODS[cfg.method]
     task_tok = _column(task, "n_tokens")
     task_sup = _column(task, "n_supervised")
     usable = np.flatnonzero(task_sup > 0) if task is not None else np.array([], dtype=np.int64)
@@ -88,16 +89,16 @@ def build_mixture(task: Dataset | None, general: Dataset | None, cfg: MixConfig,
     task_tokens = int(task_tok[task_rows].sum()) * cfg.task_repeats if task is not None else 0
 
     picked_task = np.tile(task_rows, cfg.task_repeats)
-    if method == "sft-matched":
+    if method.matched:
         if not match_tokens:
-            raise DataError("method sft-matched needs the token count of the run it matches (match_tokens)")
+            raise DataError(f"method {method.name} needs the token count of the run it matches (match_tokens)")
         picked_task = _repeat_to(task_rows, task_tok, match_tokens, rng)
-    if method == "general-only":
+    if not method.task:
         picked_task = np.array([], dtype=np.int64)
 
     picked_general = np.array([], dtype=np.int64)
     repeat_factor = 0.0
-    if method in ("tell", "general-only") and cfg.ratio > 0:
+    if method.general and cfg.ratio > 0:
         picked_general, repeat_factor = _fill_general(general, cfg, cfg.ratio * task_tokens, rng)
 
     order = np.concatenate([np.stack([np.full(len(picked_task), TASK), picked_task], 1),
@@ -183,7 +184,7 @@ def _report(cfg: MixConfig, order, task, general, task_tokens, token_budget, rep
 
     t, g = totals(TASK, task), totals(GENERAL, general)
     achieved = g["tokens"] / task_tokens if task_tokens else None
-    requested = cfg.ratio if cfg.method in ("tell", "general-only") else 0.0
+    requested = cfg.ratio if METHODS[cfg.method].general else 0.0
     within = achieved is not None and requested > 0 and abs(achieved - requested) <= cfg.tolerance * requested
     return {
         "method": cfg.method, "seed": cfg.seed, "ratio_unit": "tokens (general : task, after template+anchor)",

@@ -1,7 +1,5 @@
-"""Per-config preparation shared by the API, validation and the analyses: resolve the model, load
-its tokenizer, tokenize each data source once (`Prepared`), and build a method's mixture (`mix`).
-
-It sits below both `tellkit.api` and `tellkit.validate`, so neither has to import the other.
+"""Per-config preparation shared by the pipeline, the studies and `tellkit mix`: resolve the model,
+load its tokenizer, tokenize each data source once (`Prepared`), and build a method's mixture (`mix`).
 """
 
 from __future__ import annotations
@@ -14,11 +12,10 @@ from datasets import Dataset
 from ..config import Config
 from ..data.anchor import anchor_text
 from ..data.cache import tokenized_dataset
-from ..errors import ConfigError
+from ..methods import METHODS, require_anchor
 from ..models import load_tokenizer, resolve_model
 from .mixture import Mixture, build_mixture
 
-ANCHORED = ("tell", "sft+anchor")  # methods whose task examples carry the anchor
 HELDOUT_DEV_EXAMPLES = 64  # held-out general examples scored at each save: enough for a trend, cheap
 
 
@@ -74,17 +71,16 @@ def mix(cfg: Config, out_dir: Path | None = None, *, prepared: Prepared | None =
         match_tokens: int | None = None) -> Mixture:
     """Build the mixture for cfg.mix.method and write mixture.jsonl + mixture.json to out_dir."""
     p = prepared or prepare(cfg)
-    method = cfg.mix.method
-    if method == "tell" and p.anchor is None:
-        raise ConfigError("mix.method=tell needs an anchor: set anchor.text or anchor.file")
+    method = METHODS[cfg.mix.method]
+    require_anchor(method.name, p.anchor)
     budget_lengths = None
     if cfg.task.token_budget and p.anchor is not None:  # every method picks the same examples
         budget_lengths = p.task(anchored=True).data.column("n_tokens").to_numpy()
-    mixture = build_mixture(p.task(anchored=method in ANCHORED),
-                            p.general() if method in ("tell", "general-only") else None,
+    mixture = build_mixture(p.task(anchored=method.anchored),
+                            p.general() if method.general else None,
                             cfg.mix, token_budget=cfg.task.token_budget, match_tokens=match_tokens,
                             budget_lengths=budget_lengths, dev_fraction=cfg.eval.dev_fraction)
-    mixture.report["anchor"] = p.anchor if method in ANCHORED else None
+    mixture.report["anchor"] = p.anchor if method.anchored else None
     mixture.report["anchor_position"] = cfg.anchor.position
     mixture.report["data"] = p.infos
     if out_dir is not None:

@@ -153,7 +153,7 @@ def draft_anchors(cfg: Config, k: int = 4, n: int = 5, model_ref: str | Path | N
 
     `model_ref`: the drafting model (alias, local folder or hub id); default the config's model.
     """
-    from .probe import load_model, task_examples
+    from .probe import load_on_device, task_examples
     from ..data.tokenize import render
     from ..generation.generate import generate
 
@@ -163,7 +163,7 @@ def draft_anchors(cfg: Config, k: int = 4, n: int = 5, model_ref: str | Path | N
     stats = task_examples(cfg, max(k, 64))  # the template reads more answers than the model is shown
     drafted: list[str] = []
     if n > 0:
-        model, tok, _ = load_model(cfg, model_ref)
+        model, tok, _ = load_on_device(cfg, model_ref)
         prompt = render(tok, [{"role": "user", "content": drafting_prompt(stats[:k], max_chars)}],
                         add_generation_prompt=True)
         replies = generate(model, tok, [prompt] * n, max_new_tokens=max_new_tokens, batch_size=n,

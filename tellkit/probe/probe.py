@@ -60,7 +60,8 @@ from ..data.readers import read_records
 from ..data.tokenize import encode_prompt
 from ..errors import ConfigError, TellkitError
 from ..io import write_json_atomic
-from ..runs.rundir import RunDir
+from ..runs.loader import load_model, merge_adapter, model_ref
+from ..runs.source import read_run, require_adapter
 from .separation import separation_metrics, tsne_2d
 
 log = logging.getLogger(__name__)
@@ -247,28 +248,16 @@ def query_prompts(tokenizer, examples: list[dict], anchor: str | None = None, po
 # --------------------------------------------------------------------------- models
 
 
-def load_model(cfg: Config, model_ref: str | Path | None = None):
-    """(model, tokenizer, resolved ref) for cfg.model (or `model_ref`), in eval mode, on the GPU when there is one."""
+def load_on_device(cfg: Config, name: str | Path | None = None):
+    """(model, tokenizer, resolved ref) for cfg.model (or model `name`), in eval mode, on the GPU when there is one."""
     import torch
 
-    from ..models import load_model_and_tokenizer, resolve_model
-
-    ref = resolve_model(str(model_ref) if model_ref is not None else cfg.model.name,
-                        trust_remote_code=cfg.model.trust_remote_code, allow_pickle=cfg.model.allow_pickle)
-    model, tok = load_model_and_tokenizer(ref, dtype=cfg.model.dtype, trust_remote_code=cfg.model.trust_remote_code,
-                                          allow_pickle=cfg.model.allow_pickle)
+    ref = model_ref(cfg, name)
+    model, tok = load_model(cfg, ref=ref)
     if torch.cuda.is_available():
         model.to("cuda")
     model.eval()
     return model, tok, str(ref)
-
-
-def merge_adapter(model, adapter: Path):
-    from peft import PeftModel
-
-    if not (Path(adapter) / "adapter_config.json").is_file():
-        raise TellkitError(f"no adapter in {adapter}; train the run first")
-    return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload().eval()
 
 
 # --------------------------------------------------------------------------- probe
@@ -303,21 +292,19 @@ def probe(cfg: Config, run_dir: str | Path | None = None, out_dir: str | Path | 
     pc = cfg.probe
     seed = cfg.mix.seed
     out = Path(out_dir) if out_dir is not None else Path(cfg.output.dir) / "probe"
-    run_state, adapter = None, None
+    run, adapter = None, None
     if run_dir is not None:
-        run = RunDir(run_dir)
-        run_state = run.require_complete()
-        adapter = run.path / "adapter"
-        if not (adapter / "adapter_config.json").is_file():
-            raise TellkitError(f"run {run.path} has no adapter (adapter/adapter_config.json); train it first")
-    anchor = run_state.get("anchor") if run_state and run_state.get("anchor") else anchor_text(cfg.anchor)
-    position = (run_state or {}).get("anchor_position") or cfg.anchor.position
+        run = read_run(run_dir, cfg=cfg)  # the run's anchor and placement, probed with this config's queries
+        adapter = require_adapter(run.path)
+    anchor = run.anchor if run and run.anchor else anchor_text(cfg.anchor)
+    position = run.anchor_position if run else cfg.anchor.position
 
     task = task_examples(cfg, pc.n_queries)
     general = general_examples(cfg, pc.n_queries, seed)
-    model, tok, ref = load_model(cfg)
-    if run_state and run_state.get("model_ref") and str(run_state["model_ref"]) != ref:
-        raise TellkitError(f"run {run_dir} was trained on {run_state['model_ref']} but the config's model is "
+    model, tok, ref = load_on_device(cfg)
+    trained_on = run.state.get("model_ref") if run else None
+    if trained_on and str(trained_on) != ref:
+        raise TellkitError(f"run {run_dir} was trained on {trained_on} but the config's model is "
                            f"{ref}; probe the run with its own config ({Path(run_dir) / 'config.yaml'})")
     n_layers = num_layers(model)
     layer = resolve_layer(pc.layer, n_layers)

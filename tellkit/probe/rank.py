@@ -27,8 +27,8 @@ import numpy as np
 from ..config import Config
 from ..errors import TellkitError
 from ..io import write_json_atomic
-from .probe import (general_examples, hidden_states, load_model, num_layers, query_prompts, resolve_layer,
-                             task_examples)
+from .probe import (general_examples, hidden_states, load_on_device, num_layers, query_prompts, resolve_layer,
+                    task_examples)
 from .separation import separation_metrics
 
 KEY_METRICS = ("probe_accuracy", "centroid_cosine_distance", "silhouette")
@@ -73,7 +73,7 @@ def rank_anchors(cfg: Config, anchors: list[str], out_dir: str | Path | None = N
     pc, seed = cfg.probe, cfg.mix.seed
     task = task_examples(cfg, pc.n_queries)
     general = general_examples(cfg, pc.n_queries, seed)
-    model, tok, ref = load_model(cfg)
+    model, tok, ref = load_on_device(cfg)
     n_layers = num_layers(model)
     layer = resolve_layer(pc.layer, n_layers)
 

@@ -7,23 +7,14 @@ import json
 import math
 from pathlib import Path
 
+from ..methods import METHODS
 from ..metrics import pooled
 from ..metrics.bootstrap import STUDENT_T
+from ..metrics.headline import headline_scores
 from .html import md_table, shorten, write_report
 from .losses import write_method_plots
 from .plots import plot_metric_bars, plot_score_vs_general
 from .retention import GENERAL, compare_changes, compare_points, fmt_change, has_general
-
-HEADLINE_ORDER = ("label/accuracy", "label/f1", "json/strict", "json/field_exact", "json/schema",
-                  "chrf/chrf", "chrf++/chrf++", "bleu/bleu", "bleurt/bleurt")
-
-
-def headline_scores(summary: dict, k: int = 4) -> list[str]:
-    """The task scores a report leads with; general/* (retention) is reported beside them, not among them."""
-    available = {s for m in summary.values() for s in m["scores"] if not s.startswith("general/")}
-    first = [s for s in HEADLINE_ORDER if s in available]
-    rest = sorted(available - set(first))
-    return (first + rest)[:k]
 
 
 def fmt_ci(s: dict | None) -> str:
@@ -43,7 +34,7 @@ def readable_verdict(pair: str, verdict: str) -> str:
 def outcome_lines(result: dict, scores: list[str]) -> list[str]:
     lines = []
     for pair, diffs in result["differences"].items():
-        if pair.split(" vs ")[1] not in ("sft", "sft-matched"):
+        if not METHODS[pair.split(" vs ")[1]].baseline:
             continue
         for score in scores[:2]:
             d = diffs.get(score)

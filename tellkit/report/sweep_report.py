@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..methods import METHODS
 from ..metrics.bootstrap import STUDENT_T
 from .html import md_table, write_report
 from .losses import write_method_plots
@@ -26,12 +27,12 @@ def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple
 
     md += ["## Emergence: score vs general:task ratio", ""]
     for t in sorted({r["task_tokens"] for r in rows}):
-        ran = {r["ratio"] for r in rows if r["task_tokens"] == t and r["method"] in ("tell", "sft-matched")}
+        ran = {r["ratio"] for r in rows if r["task_tokens"] == t and _every_ratio(r["method"])}
         xs = sorted(ran or set(cfg.sweep.ratios))  # the ratios this scale ran (a budget may cut some)
         series = {}
         for method, by_t in curves.items():
             pts = by_t.get(t) or by_t.get(str(t))
-            if not pts and method == "general-only":  # runs at one scale only; it uses no task data
+            if not pts and METHODS[method].trains and not METHODS[method].task:  # general-only: one scale only
                 pts = next(iter(by_t.values()))
             if not pts:
                 continue
@@ -45,7 +46,7 @@ def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple
 
     scale = {m: [{**max(pts, key=lambda p: -math.inf if math.isnan(p["mean"]) else p["mean"]), "x": int(t)}
                  for t, pts in sorted(by_t.items(), key=lambda kv: int(kv[0]))]
-             for m, by_t in curves.items() if m in ("tell", "sft", "sft+anchor", "sft-matched")}
+             for m, by_t in curves.items() if METHODS[m].trains and METHODS[m].task}
     if scale:
         plot_scale_curves(scale, score, out / "scale_curve.png")
         md += ["## Score vs task tokens (TELL at its best ratio)", "", "![scale curve](scale_curve.png)", ""]
@@ -80,6 +81,12 @@ def interval_line(curves: dict) -> str:
     return f"Bands and intervals: 95% {', '.join(kinds)}." if kinds else ""
 
 
+def _every_ratio(method: str) -> bool:
+    """Trained on task data at every swept ratio (tell, sft-matched): the methods a scale's ratios come from."""
+    m = METHODS[method]
+    return m.task and (m.general or m.matched)
+
+
 def _task_loss_lines(rows: list[dict], t: int, out: Path) -> list[str]:
     """Task-loss overlay at one scale, first seed: TELL at its largest ratio, sft-matched at that
     ratio, and sft."""
@@ -89,7 +96,7 @@ def _task_loss_lines(rows: list[dict], t: int, out: Path) -> list[str]:
     top = max((r["ratio"] for r in tell), default=None)
     runs = {f"{r['method']} r{r['ratio']:g}" if r["method"] != "sft" else "sft": out / r["run_dir"]
             for r in at if r["seed"] == seed and (r["method"] == "sft" or
-                                                  (r["method"] in ("tell", "sft-matched") and r["ratio"] == top))}
+                                                  (_every_ratio(r["method"]) and r["ratio"] == top))}
     return write_method_plots(runs, out, f"{t} task tokens, seed {seed}", suffix=f"_t{t}")
 
 

@@ -84,8 +84,10 @@ class RunDir:
                 f"checkpoint, e.g. `tellkit run {self.path / 'config.yaml'}` (or `tellkit train ... --resume`)")}
         return state
 
-    def is_complete(self) -> bool:
-        return (self.state() or {}).get("status") == "complete"
+    def is_complete(self, cfg: Config | None = None) -> bool:
+        """Finished; given `cfg`, also trained from it (its eval settings may differ: those re-evaluate)."""
+        state = self.state() or {}
+        return state.get("status") == "complete" and (cfg is None or state.get("training_hash") == training_hash(cfg))
 
     def check(self, cfg: Config, *, overwrite: bool = False) -> dict | None:
         """Can `cfg` use this folder? Raises if not; returns the state of the run it holds (None: fresh).

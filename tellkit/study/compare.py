@@ -1,14 +1,7 @@
 """`tellkit compare`: TELL against its baselines, same settings, several seeds, full cost accounting.
 
-Methods (compare.methods):
-  tell          anchored task data + ratio x general tokens
-  sft           the same task data alone (no anchor), same epochs: fewer steps than TELL
-  sft+anchor    the same, with the anchor
-  sft-matched   task data repeated (whole passes + a seeded partial pass) to the TELL run's
-                training tokens, so it gets the same compute: the control for "TELL only
-                wins because it trains longer"
-  general-only  the TELL run's general tokens, no task data
-  base          the untrained model (no adapter, no anchor)
+The methods (compare.methods) are the rows of tellkit/methods.py: tell, sft, sft+anchor, the
+compute-matched sft-matched, general-only, and base (the untrained model, evaluated once).
 
 Each cell is a normal run folder (out/<method>-s<seed>/); finished cells are
 reused, so an interrupted compare resumes where it stopped. The cells are planned
@@ -19,29 +12,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..api import prepare
 from ..config import Config
-from ..errors import ConfigError
 from ..io import write_json_atomic
+from ..methods import METHODS, ROWS, require_tell
 from ..metrics import pooled
+from ..mix.prepare import prepare
 from .execute import execute
 from .execute.cell import result as cell_result
 from .execute.plan import Cell, Plan, make_plan, store
 from .winner import hand_over
 
-MATCHED = {"sft-matched": "same training tokens as tell (task data repeated); its steps are shown beside tell's",
-           "general-only": "same general tokens as tell, no task data"}
+MATCHED = {m.name: m.same_as_tell for m in ROWS if m.same_as_tell}  # comparison.json's "matched"
 
 
 def plan_compare(cfg: Config, out: Path, prepared) -> Plan:
     """methods x seeds as cells (out/<method>-s<seed>/), sft-matched depending on its seed's TELL cell,
     base once; every cell checked buildable before any trains."""
+    trained = [m for m in cfg.compare.methods if METHODS[m].trains]
     cells = [Cell(name=f"{m}-s{seed}", method=m, seed=seed, run_dir=f"{m}-s{seed}",
-                  depends_on=f"tell-s{seed}" if m == "sft-matched" else None)
-             for seed in cfg.compare.seeds
-             for m in sorted((m for m in cfg.compare.methods if m != "base"), key=lambda m: m != "tell")]
-    if "base" in cfg.compare.methods:
-        cells.append(Cell(name="base", method="base", seed=None, run_dir="base"))
+                  depends_on=f"tell-s{seed}" if METHODS[m].matched else None)
+             for seed in cfg.compare.seeds for m in sorted(trained, key=lambda m: m != "tell")]
+    cells += [Cell(name=m, method=m, seed=None, run_dir=m) for m in cfg.compare.methods if not METHODS[m].trains]
     return make_plan("compare", cfg, out, cells, prepared, hint="lower mix.ratio, add general data, or allow "
                      "reuse with mix.allow_general_repeats=true")
 
@@ -50,16 +41,15 @@ def compare(cfg: Config, out: Path | None = None, *, workers: int = 1, ray: str 
             cell_cpus: int = 1) -> dict:
     out = Path(out or cfg.output.dir)
     methods = list(cfg.compare.methods)
-    if "sft-matched" in methods and "tell" not in methods:
-        raise ConfigError("compare.methods has sft-matched but not tell: sft-matched copies tell's compute")
+    require_tell(methods, "compare.methods")
     prepared = prepare(cfg)
     plan = plan_compare(cfg, out, prepared)  # bad data/metrics/ratio fail before any cell trains
     store(plan, replan=True)  # a compare's cells do not depend on each other's grid: a new plan is safe
     execute(plan, [c.name for c in plan.cells], workers=workers, ray=ray, cell_cpus=cell_cpus, prepared=prepared)
-    cells = [cell_result(plan, c) for c in plan.cells if c.method != "base"]
-    if "base" in methods:
-        base = cell_result(plan, plan.cell("base"))
-        cells += [{**base, "seed": seed} for seed in cfg.compare.seeds]  # greedy: the same score for every seed
+    cells = [cell_result(plan, c) for c in plan.cells if METHODS[c.method].trains]
+    for m in (m for m in methods if not METHODS[m].trains):  # base: evaluated once, greedy, so every seed's score
+        untrained = cell_result(plan, plan.cell(m))
+        cells += [{**untrained, "seed": seed} for seed in cfg.compare.seeds]
     result = {"methods": methods, "seeds": list(cfg.compare.seeds), "cells": cells,
               "summary": summarise(cells, methods), "differences": differences(cells),
               "matched": MATCHED, "assumptions": assumptions(cfg), "config": cfg.model_dump(mode="json")}

@@ -21,25 +21,22 @@ from pathlib import Path
 
 import numpy as np
 
-from ..api import prepare
 from ..config import Config
 from ..data.anchor import anchor_text
 from ..errors import ConfigError, TellkitError
 from ..io import write_json_atomic, write_text_atomic
+from ..methods import METHODS, require_tell
 from ..metrics import pooled
+from ..metrics.headline import HEADLINE_ORDER
+from ..mix.prepare import prepare
 from .compare import assumptions
 from .execute import execute
 from .execute.cell import is_done, result
 from .execute.plan import Cell, Plan, make_plan, select, store
 
-RATIO_FREE = ("sft", "sft+anchor")
-
-
 def planned_tokens(cell: dict, epochs: float) -> float:
     """Training tokens a cell will use (mixture tokens x epochs), known before anything trains."""
-    t, r = cell["task_tokens"], cell["ratio"]
-    mixture = {"tell": (1 + r) * t, "sft-matched": (1 + r) * t, "general-only": r * t, "base": 0}
-    return mixture.get(cell["method"], t) * epochs
+    return METHODS[cell["method"]].mixture_tokens(cell["task_tokens"], cell["ratio"]) * epochs
 
 
 def _candidates(cfg: Config) -> list[dict]:
@@ -50,9 +47,9 @@ def _candidates(cfg: Config) -> list[dict]:
         for tokens in s.task_tokens:
             for ratio in sorted(s.ratios):  # tell at ratio 0 comes before sft+anchor, which reuses it
                 for method in order:
-                    r = 0.0 if method in RATIO_FREE else float(ratio)
+                    r = 0.0 if METHODS[method].ratio_free else float(ratio)
                     key = (method, int(tokens), r, seed)
-                    if key not in seen and not (method == "general-only" and r == 0):
+                    if key not in seen and (METHODS[method].task or r > 0):  # no task data: ratio 0 is nothing
                         seen.add(key)
                         cells.append({"method": method, "task_tokens": int(tokens), "ratio": r, "seed": seed})
     return cells
@@ -69,12 +66,18 @@ def grid(cfg: Config) -> list[dict]:
     general-only uses no task data, so it depends only on its general tokens: it runs once per seed, at
     the largest general volume (ratio x task tokens) that fits. base is evaluated once."""
     fitting = [c for c in _candidates(cfg) if _fits(cfg, c)]
-    cells = [c for c in fitting if c["method"] not in ("general-only", "base")]
+    cells = [c for c in fitting if METHODS[c["method"]].trains and METHODS[c["method"]].task]
     for seed in cfg.sweep.seeds:
-        general = [c for c in fitting if c["method"] == "general-only" and c["seed"] == seed]
+        general = [c for c in fitting if _general_only(c) and c["seed"] == seed]
         if general:
             cells.append(max(general, key=lambda c: (c["ratio"] * c["task_tokens"], -c["task_tokens"])))
     return cells
+
+
+def _general_only(cell: dict) -> bool:
+    """Trains on general data alone: its cell depends on the general volume only, not on the scale."""
+    method = METHODS[cell["method"]]
+    return method.trains and not method.task
 
 
 def over_budget(cfg: Config) -> list[dict]:
@@ -96,14 +99,13 @@ def plan_sweep(cfg: Config, out: Path, prepared) -> Plan:
         name, twin = cell_name(c), cell_name({**c, "method": "tell"})
         cells.append(Cell(name=name, method=c["method"], seed=c["seed"], ratio=c["ratio"],
                           task_tokens=c["task_tokens"], run_dir=f"cells/{name}",
-                          depends_on=twin if c["method"] == "sft-matched" else None))
-        if c["method"] == "sft+anchor" and twin in names:  # tell at ratio 0 is anchored SFT: same mixture
+                          depends_on=twin if METHODS[c["method"]].matched else None))
+        if METHODS[c["method"]].tell_at_ratio_0 and twin in names:  # tell at ratio 0: the same mixture
             cells[-1].reuses, cells[-1].run_dir = twin, f"cells/{twin}"
-    if "base" in cfg.sweep.methods:
-        cells.append(Cell(name="base", method="base", seed=None, run_dir="base"))
+    cells += [Cell(name=m, method=m, seed=None, run_dir=m) for m in cfg.sweep.methods if not METHODS[m].trains]
     left_out = [{"name": cell_name(c), "reason": f"over sweep.max_train_tokens "
                  f"({planned_tokens(c, cfg.train.epochs):,.0f} training tokens planned)"} for c in over_budget(cfg)]
-    general = {str(c["seed"]): cell_name(c) for c in fitting if c["method"] == "general-only"}
+    general = {str(c["seed"]): cell_name(c) for c in fitting if _general_only(c)}
     return make_plan("sweep", cfg, out, cells, prepared, hint=SWEEP_HINT, left_out=left_out,
                      notes={"general_only": general, "max_train_tokens": cfg.sweep.max_train_tokens})
 
@@ -118,8 +120,7 @@ def sweep(cfg: Config, out: Path | None = None, *, workers: int = 1, ray: str | 
 
     Returns the summary; with cells still missing (a part run with `only`), {"partial": True, ...}."""
     out = Path(out or cfg.output.dir)
-    if "sft-matched" in cfg.sweep.methods and "tell" not in cfg.sweep.methods:
-        raise ConfigError("sweep.methods has sft-matched but not tell: sft-matched copies tell's compute")
+    require_tell(list(cfg.sweep.methods), "sweep.methods")
     chosen = cfg.sweep.score
     if chosen and chosen.split("/")[0] not in cfg.eval.metrics:
         raise ConfigError(f"sweep.score {chosen!r} needs metric {chosen.split('/')[0]!r} in eval.metrics "
@@ -145,9 +146,9 @@ def summarise(plan: Plan, total_seconds: float | None = None) -> dict:
     results = [{"method": c.method, "task_tokens": c.task_tokens, "ratio": c.ratio, "seed": c.seed,
                 **{k: v for k, v in result(plan, c).items() if k in ("metrics", "cost", "fingerprint")},
                 "run_dir": c.run_dir}  # relative to the sweep folder
-               for c in done if c.method != "base"]
+               for c in done if METHODS[c.method].trains]
     for c in done:
-        if c.method == "base":
+        if not METHODS[c.method].trains:
             base = result(plan, c)
             results += [{**base, "task_tokens": int(t), "ratio": 0.0, "seed": seed}
                         for seed in cfg.sweep.seeds for t in cfg.sweep.task_tokens]
@@ -191,8 +192,6 @@ def flat_rows(results: list[dict]) -> list[dict]:
 
 
 def primary_score(rows: list[dict], chosen: str | None = None) -> str:
-    from ..report.compare_report import HEADLINE_ORDER
-
     keys = {k for r in rows for k in r if "/" in k}
     if chosen:
         if chosen not in keys:

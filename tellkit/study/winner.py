@@ -27,14 +27,14 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import TellkitError
+from ..methods import METHODS
 from ..metrics import pooled
+from ..metrics.headline import headline_scores
 
 TIED, WORSE, BEST, UNKNOWN = "tied with the best", "clearly worse", "best", "difference not estimable"
 
 
 def chosen_score(result: dict, cfg: Config) -> str:
-    from ..report.compare_report import headline_scores
-
     chosen = cfg.compare.score
     available = {k for m in result["summary"].values() for k in m["scores"]}
     if chosen:
@@ -63,7 +63,7 @@ def pick(result: dict, score: str) -> dict:
         raise TellkitError(f"no method has the score {score!r}")
     hib = pooled.higher_is_better(score)
     mean = {m: summary[m]["scores"][score]["mean"] for m in methods}
-    cost = {m: 0 if m == "base" else int(summary[m]["cost"].get("train_tokens", 0) or 0) for m in methods}
+    cost = {m: 0 if not METHODS[m].trains else int(summary[m]["cost"].get("train_tokens", 0) or 0) for m in methods}
     results = {m: [c["metrics"] for c in cells if c["method"] == m] for m in methods}
     best = max(methods, key=lambda m: (_signed(mean[m], hib), -cost[m], -methods.index(m)))
     standing = {best: {"relation": BEST, "diff": None}}
@@ -94,7 +94,7 @@ def _best_seed(cells: list[dict], method: str, score: str, hib: bool) -> tuple[i
         return c["metrics"].get(metric, {}).get("scores", {}).get(name, {}).get("value", math.nan)
 
     chosen = max(own, key=lambda c: (_signed(value(c), hib), -own.index(c)))
-    return (None if method == "base" else chosen.get("seed")), chosen["run_dir"], value(chosen)
+    return (chosen.get("seed") if METHODS[method].trains else None), chosen["run_dir"], value(chosen)
 
 
 def _names(methods: list[str]) -> str:
@@ -117,7 +117,7 @@ def _reason(winner: str, best: str, tied: list[str], standing: dict, score: str,
     if unknown:
         why += (f"; the difference from {_names(unknown)} could not be estimated (one seed and no per-item "
                 "scores), so the best mean wins")
-    if winner == "base":
+    if not METHODS[winner].trains:
         why += ("; no trained method is clearly better than the untrained model, so no adapter is handed over "
                 "(try more task data, more steps or another method)")
     if n_seeds == 1:
@@ -156,7 +156,7 @@ def _remove(path: Path) -> None:
 def hand_over(result: dict, cfg: Config, out: Path) -> dict:
     """Pick the winner and write `best/`; returns the winner record stored in comparison.json."""
     winner = pick(result, chosen_score(result, cfg))
-    best = link_best(out, None if winner["method"] == "base" else winner["run_dir"])
+    best = link_best(out, winner["run_dir"] if METHODS[winner["method"]].trains else None)
     return {**winner, "best_dir": str(best) if best else None, "commands": commands(str(best)) if best else []}
 
 

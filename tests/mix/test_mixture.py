@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from tellkit.api import load, mix
+from tellkit.api import load
 from tellkit.errors import DataError
+from tellkit.mix.prepare import mix
 
 
 def run_mix(config_file, tmp_path, *overrides):
@@ -69,7 +70,7 @@ def test_impossible_ratio_says_how_many_tokens_are_missing(config_file, tmp_path
 
 
 def test_second_run_hits_the_tokenization_cache(config_file, tmp_path):
-    from tellkit.api import prepare
+    from tellkit.mix.prepare import prepare
 
     cfg = load(config_file)
     first = prepare(cfg)

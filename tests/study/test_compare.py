@@ -64,3 +64,21 @@ def test_compare_names_the_winner_and_links_best(config_file, capsys):
     # the scores' intervals are named and stay inside [0, 1] for the proportions
     strict = result["summary"]["tell"]["scores"]["json/strict"]
     assert strict["interval"] == "bootstrap over test items and seeds" and 0 <= strict["ci_low"] <= strict["ci_high"] <= 1
+
+
+def test_compare_builds_each_cells_mixture_once(config_file, capsys, monkeypatch):
+    """The plan checks every cell by building its mixture, and the cell then trains on that one: validation,
+    the plan and training no longer build a method's mixture three times."""
+    import tellkit.mix.prepare as prepare
+
+    built, real = [], prepare.build_mixture
+
+    def counted(task, general, mix, **kwargs):
+        built.append((mix.method, mix.seed))
+        return real(task, general, mix, **kwargs)
+
+    monkeypatch.setattr(prepare, "build_mixture", counted)
+    rc = main(["compare", str(config_file), "compare.seeds=[0,1]", "compare.methods=[tell,sft,sft-matched,base]",
+               "train.max_steps=2", "eval.max_new_tokens=2", "eval.limit=2"])
+    assert rc == 0, capsys.readouterr().err
+    assert sorted(built) == [(m, s) for m in ("sft", "sft-matched", "tell") for s in (0, 1)]  # each cell once

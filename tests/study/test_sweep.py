@@ -171,7 +171,7 @@ def test_an_infeasible_cell_is_named_with_the_key_to_change_and_a_left_out_one_i
     from datahelpers import user_error
 
     from tellkit.study.sweep import plan_sweep
-    from tellkit.api import prepare
+    from tellkit.mix.prepare import prepare
 
     _no_mix_config(config_file)
     grid = ["sweep.ratios=[0,3,1000]", "sweep.task_tokens=[200]", "sweep.methods=[tell,sft]", "sweep.seeds=[0]"]

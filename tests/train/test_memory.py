@@ -7,9 +7,10 @@ import pytest
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
-from tellkit.api import load, mix, prepare
+from tellkit.api import load
 from tellkit.cli import main
 from tellkit.errors import TellkitError
+from tellkit.mix.prepare import mix, prepare
 from tellkit.runs.rundir import training_hash
 from tellkit.train.memory import ModelShape, estimate, preflight
 from tellkit.train.plan import plan_training

@@ -11,8 +11,9 @@ import pytest
 import torch
 from transformers import get_scheduler
 
-from tellkit.api import load, mix, prepare
+from tellkit.api import load
 from tellkit.cli import main
+from tellkit.mix.prepare import mix, prepare
 from tellkit.train.plan import MIN_STEPS, example_lengths, micro_batches, plan_training
 
 

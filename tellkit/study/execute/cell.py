@@ -19,11 +19,15 @@ import sys
 import time
 from pathlib import Path
 
-from ...api import prepare, train
 from ...config import Config
 from ...errors import TellkitError
 from ...evaluate.runner import evaluate_base, evaluate_run
-from ...runs.rundir import RunDir, training_hash
+from ...methods import METHODS
+from ...mix import Mixture
+from ...mix.prepare import prepare
+from ...pipeline import build, train
+from ...runs.rundir import RunDir
+from ...runs.source import read_run
 from .plan import Cell, Plan, cell_config, load_plan
 
 # A train() interrupted by Ctrl-C records "failed: KeyboardInterrupt"; that cell resumes from its
@@ -31,48 +35,43 @@ from .plan import Cell, Plan, cell_config, load_plan
 INTERRUPTED = "KeyboardInterrupt"
 
 
-def matched_cell(cfg: Config, out_dir: Path, tell_cell: dict, **changes) -> tuple[Config, int]:
-    """The sft-matched twin of a TELL cell: the task data repeated to TELL's training tokens (the same
+def matched_cell(cfg: Config, out_dir: Path, method: str, tell_cell: dict, **changes) -> tuple[Config, int]:
+    """The sft-matched (`method`) twin of a TELL cell: the task data repeated to TELL's training tokens (the same
     compute). With train.epochs, one pass holds TELL's tokens per epoch and the same epochs run; its
     step count follows from its examples (train.batch_size counts examples, and task examples are not
     as long as general ones), and is shown next to TELL's. With train.max_steps, the same steps run
     over one pass of TELL's tokens."""
     cost = tell_cell["cost"]
     if cfg.train.max_steps:
-        return (cell_config(cfg, out_dir, "sft-matched", tell_cell["seed"], max_steps=cost["optimizer_steps"],
+        return (cell_config(cfg, out_dir, method, tell_cell["seed"], max_steps=cost["optimizer_steps"],
                             **changes), cost["train_tokens"])
-    c = cell_config(cfg, out_dir, "sft-matched", tell_cell["seed"], **changes)
+    c = cell_config(cfg, out_dir, method, tell_cell["seed"], **changes)
     return c, round(cost["train_tokens"] / cfg.train.epochs)
 
 
-def _trained(c: Config) -> bool:
-    state = RunDir(c.output.dir).state() or {}
-    return state.get("status") == "complete" and state.get("training_hash") == training_hash(c)
-
-
-def run_cell(c: Config, prepared, match_tokens: int | None = None) -> dict:
+def run_cell(c: Config, prepared, match_tokens: int | None = None, mixture: Mixture | None = None) -> dict:
     """Train (unless finished; an interrupted cell resumes, a failed one restarts) and evaluate one cell.
 
     `match_tokens` (sft-matched): the task data is repeated to that many tokens (the TELL cell's).
-    A folder holding a finished run of another config is not taken as done: train() refuses it."""
+    `mixture`: the one its plan built for `c`, so it is not built again. A folder holding a finished run
+    of another config is not taken as done: train() refuses it."""
     run = RunDir(c.output.dir)
-    if not _trained(c):
+    if not run.is_complete(c):
         state = run.state() or {}
         failed = state.get("status") == "failed" and state.get("reason") != INTERRUPTED
-        train(c, overwrite=failed, prepared=prepared, match_tokens=match_tokens)
+        train(c, overwrite=failed, checked=build(c, prepared, match_tokens=match_tokens, mixture=mixture))
     if not (run.path / "eval" / "scores.json").exists():
         evaluate_run(run.path, cfg=c)
-    return read_run(c)
+    return cell_result(c)
 
 
-def read_run(c: Config) -> dict:
+def cell_result(c: Config) -> dict:
     """A trained and evaluated cell's result, from its run folder."""
-    run = RunDir(c.output.dir)
-    state = run.state()
+    run = read_run(c.output.dir, cfg=c)
     scores = json.loads((run.path / "eval" / "scores.json").read_text(encoding="utf-8"))
     return {"method": c.mix.method, "seed": c.mix.seed, "ratio": c.mix.ratio, "token_budget": c.task.token_budget,
-            "run_dir": str(run.path), "metrics": scores["metrics"], "cost": cost(state),
-            "fingerprint": state["mixture"].get("fingerprint"),
+            "run_dir": str(run.path), "metrics": scores["metrics"], "cost": cost(run.state),
+            "fingerprint": run.state["mixture"].get("fingerprint"),
             "samples": _samples(run.path / "eval" / "predictions.jsonl")}
 
 
@@ -108,8 +107,8 @@ def _config(plan: Plan, cell: Cell) -> tuple[Config, int | None]:
     """The cell's config and match_tokens: an sft-matched cell takes its optimizer steps and tokens
     from its finished TELL cell (its declared dependency)."""
     cfg, where = plan.base_config(), plan.folder / cell.run_dir
-    if cell.method == "sft-matched":
-        return matched_cell(cfg, where, result(plan, plan.cell(cell.depends_on)),
+    if METHODS[cell.method].matched:
+        return matched_cell(cfg, where, cell.method, result(plan, plan.cell(cell.depends_on)),
                             ratio=cell.ratio, token_budget=cell.task_tokens)
     return cell_config(cfg, where, cell.method, cell.seed, ratio=cell.ratio, token_budget=cell.task_tokens), None
 
@@ -118,21 +117,21 @@ def is_done(plan: Plan, cell: Cell) -> bool:
     """Trained with this cell's config and evaluated (a reused cell: its source is)."""
     if cell.reuses:
         return is_done(plan, plan.cell(cell.reuses))
-    if cell.method == "base":
+    if not METHODS[cell.method].trains:
         return (plan.folder / cell.run_dir / "scores.json").exists()
     if cell.depends_on and not is_done(plan, plan.cell(cell.depends_on)):
         return False
     c = _config(plan, cell)[0]
-    return _trained(c) and (Path(c.output.dir) / "eval" / "scores.json").exists()
+    return RunDir(c.output.dir).is_complete(c) and (Path(c.output.dir) / "eval" / "scores.json").exists()
 
 
 def result(plan: Plan, cell: Cell) -> dict:
     """A done cell's result, read from disk (a reused cell reports its source's run as its own method)."""
     if cell.reuses:
         return {**result(plan, plan.cell(cell.reuses)), "method": cell.method}
-    if cell.method == "base":
+    if not METHODS[cell.method].trains:
         return base_cell(plan.base_config(), plan.folder / cell.run_dir)
-    return read_run(_config(plan, cell)[0])
+    return cell_result(_config(plan, cell)[0])
 
 
 def events(plan: Plan, cell: Cell) -> list[dict]:
@@ -186,11 +185,11 @@ def run_planned(plan: Plan, name: str, prepared=None) -> bool:
         _log(plan, cell, "start", attempt=1 + sum(e["event"] == "start" for e in events(plan, cell)))
         start = time.perf_counter()
         try:
-            if cell.method == "base":
+            if not METHODS[cell.method].trains:
                 base_cell(plan.base_config(), plan.folder / cell.run_dir)
             else:
                 c, match = _config(plan, cell)
-                run_cell(c, prepared or prepare(plan.base_config()), match)
+                run_cell(c, prepared or prepare(plan.base_config()), match, plan.mixtures.pop(name, None))
         except TellkitError as e:
             _log(plan, cell, "failed", reason=str(e))
             raise

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ...api import mix
 from ...config import Config
 from ...errors import ConfigError, TellkitError
 from ...io import write_json_atomic
-from ...pipeline import validate
+from ...methods import METHODS
+from ...mix import Mixture
+from ...mix.prepare import mix
+from ...pipeline import build, check, validate
 from ...runs.rundir import training_hash
-from ...train.memory import preflight
 
 PLAN = "plan.json"
 
@@ -56,6 +57,9 @@ class Plan:
     notes: dict = field(default_factory=dict)
     memory_gib: dict = field(default_factory=dict)  # cell name -> estimated peak GiB on this machine's device
     _cfg: Config | None = field(default=None, repr=False, compare=False)
+    # cell name -> the mixture checked for it, which the cell trains on when it runs in this process
+    # (serial execution): each mixture is built once. A worker or Ray task builds its own.
+    mixtures: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def log_dir(self) -> Path:
@@ -112,16 +116,18 @@ def make_plan(kind: str, cfg: Config, folder: Path, cells: list[Cell], prepared,
     `left_out` are not checked: they never run. `hint` says which keys change a ratio."""
     validated: set[str] = set()
     memory: dict[str, float] = {}
+    mixtures = {}
     for cell in cells:
-        if cell.method == "base" or cell.reuses:
+        if not METHODS[cell.method].trains or cell.reuses:
             continue
         c = cell_config(cfg, folder / cell.run_dir, cell.method, cell.seed, ratio=cell.ratio,
                         token_budget=cell.task_tokens)
         cell.training_hash = training_hash(c)
-        if cell.method == "sft-matched":  # its mixture is its TELL cell's data, repeated to TELL's tokens
+        if METHODS[cell.method].matched:  # its mixture is its TELL cell's data, repeated to TELL's tokens
             cell.budget = {"same_compute_as": cell.depends_on}
             continue
-        cell.budget, gib = _checked(kind, cell, c, prepared, hint, validate_first=cell.method not in validated)
+        cell.budget, gib, mixtures[cell.name] = _checked(kind, cell, c, prepared, hint,
+                                                         validate_first=cell.method not in validated)
         validated.add(cell.method)
         if gib is not None:
             memory[cell.name] = round(gib, 3)
@@ -131,7 +137,8 @@ def make_plan(kind: str, cfg: Config, folder: Path, cells: list[Cell], prepared,
     if not validated and cells:  # base alone: the test set and metrics still need checking
         validate(cell_config(cfg, folder, "sft", 0), check_output=False, prepared=prepared)
     return Plan(kind=kind, folder=Path(folder), config=cfg.model_dump(mode="json"), cells=cells,
-                left_out=left_out or [], notes=notes or {}, memory_gib=_fill_memory(cells, memory), _cfg=cfg)
+                left_out=left_out or [], notes=notes or {}, memory_gib=_fill_memory(cells, memory), _cfg=cfg,
+                mixtures=mixtures)
 
 
 def _fill_memory(cells: list[Cell], memory: dict[str, float]) -> dict[str, float]:
@@ -141,22 +148,21 @@ def _fill_memory(cells: list[Cell], memory: dict[str, float]) -> dict[str, float
     if not memory:
         return {}
     for cell in cells:
-        if cell.method == "sft-matched":
+        if METHODS[cell.method].matched:
             same_scale = [memory[c.name] for c in cells if c.name in memory and c.task_tokens == cell.task_tokens]
             memory[cell.name] = max(same_scale or memory.values())
-        elif cell.method == "base":
+        elif not METHODS[cell.method].trains:
             memory[cell.name] = min(memory.values())
     return memory
 
 
 def _checked(kind: str, cell: Cell, c: Config, prepared, hint: str, *,
-             validate_first: bool) -> tuple[dict, float | None]:
-    """The cell's data and compute budget, and its estimated peak memory in GiB (None: not estimable)."""
+             validate_first: bool) -> tuple[dict, float | None, Mixture]:
+    """The cell's data and compute budget, its estimated peak memory in GiB (None: not estimable), and its
+    mixture. The first cell of a method is validated in full (test set, metrics, anchor), the others built."""
     try:
-        if validate_first:
-            validate(c, check_output=False, prepared=prepared)
-        m = mix(c, prepared=prepared)
-        pre = preflight(c, m, prepared.model_ref)  # raises when the cell cannot fit in memory
+        built = check(c, check_output=False, prepared=prepared) if validate_first else build(c, prepared)
+        m, pre = built.mixture, built.preflight  # the preflight raised if the cell cannot fit in memory
     except TellkitError as e:
         raise type(e)(_explain(kind, cell, c, prepared, hint, e)) from None
     r = m.report
@@ -164,12 +170,12 @@ def _checked(kind: str, cell: Cell, c: Config, prepared, hint: str, *,
               "general_examples": r["general"]["examples"], "general_tokens": r["general"]["tokens"],
               "mixture_tokens": r["total"]["tokens"], "epochs": c.train.epochs, "max_steps": c.train.max_steps,
               "data_sha256": hashlib.sha256(np.ascontiguousarray(m.order).tobytes()).hexdigest()[:16]}
-    return budget, (pre.memory.total_gib if pre.memory else None)
+    return budget, (pre.memory.total_gib if pre.memory else None), m
 
 
 def _explain(kind: str, cell: Cell, c: Config, prepared, hint: str, e: TellkitError) -> str:
     """Name the cell; when its general volume is what fails, say how much is missing and what to change."""
-    if c.mix.method in ("tell", "general-only") and c.mix.ratio > 0 and not c.mix.allow_general_repeats:
+    if METHODS[c.mix.method].general and c.mix.ratio > 0 and not c.mix.allow_general_repeats:
         general = prepared.general()
         available = int(general.data.column("n_tokens").to_numpy().sum()) if general is not None else 0
         c0 = c.model_copy(deep=True)
