@@ -23,7 +23,9 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/tellkit compare examples/demo.yaml
 
+# lint-imports first: the package's one-way layers (pyproject.toml, [tool.importlinter]) are part of the tests
 test: setup
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 test-slow: setup

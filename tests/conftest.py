@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from datahelpers import general_rows, task_rows, write_jsonl
+from tests.helpers import tiny_config, write_tiny_data
 
 
 @pytest.fixture(autouse=True)
@@ -40,29 +40,10 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def data_dir(tmp_path) -> Path:
-    write_jsonl(tmp_path / "task.jsonl", task_rows(24))
-    write_jsonl(tmp_path / "test.jsonl", task_rows(8, seed=5))
-    write_jsonl(tmp_path / "general.jsonl", general_rows(600))
-    return tmp_path
+    return write_tiny_data(tmp_path)
 
 
 @pytest.fixture
 def config_file(data_dir, tiny_model) -> Path:
-    """A complete TELL config over the tiny model, small enough to train in seconds."""
-    import yaml
-
-    cfg = {
-        "model": {"name": str(tiny_model)},
-        "task": {"path": "task.jsonl", "test_path": "test.jsonl"},
-        "general": {"path": "general.jsonl"},
-        "anchor": {"text": "ANCHOR: colour task."},
-        "mix": {"method": "tell", "ratio": 3, "seed": 0},
-        "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
-        "train": {"epochs": 1, "lr": 3e-3, "batch_size": 4, "max_length": 128, "save_steps": 5,
-                  "logging_steps": 1, "bf16": False},
-        "eval": {"metrics": ["json"], "max_new_tokens": 16, "batch_size": 4},
-        "output": {"dir": "run"},
-    }
-    path = data_dir / "cfg.yaml"
-    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    return path
+    """A complete TELL config over the tiny model, small enough to train in seconds (tests.helpers.tiny_config)."""
+    return tiny_config(data_dir, tiny_model)

@@ -18,7 +18,7 @@ from tellkit.config import load_config
 from tellkit.errors import DataError
 from tellkit.runs.rundir import RunDir
 
-from datahelpers import user_error
+from tests.helpers import user_error
 
 
 def read_jsonl(path) -> list:

@@ -24,7 +24,7 @@ from tellkit.errors import TellkitError
 from tellkit.runs.rundir import RunDir, checkpoint_complete, last_checkpoint
 from tellkit.train.callbacks import LossLog
 
-from datahelpers import user_error, visible_lines
+from tests.helpers import user_error, visible_lines
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ against the plain computation over full logits."""
 import pytest
 import torch
 
-from datahelpers import general_rows, write_jsonl
+from tests.helpers import general_rows, write_jsonl
 from tellkit.api import load
 from tellkit.data.formats import to_examples
 from tellkit.data.readers import read_records

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from datahelpers import general_rows, write_jsonl
+from tests.helpers import general_rows, write_jsonl
 
 from tellkit.api import load
 from tellkit.errors import ConfigError, TellkitError

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from datahelpers import task_rows, write_jsonl
+from tests.helpers import task_rows, write_jsonl
 from tellkit.cli import main
 from tellkit.data.anchor import apply_anchor
 from tellkit.data.tokenize import encode_prompt

@@ -36,7 +36,7 @@ def test_compare_runs_every_method_with_costs_and_matched_steps(config_file, cap
 def test_compare_names_the_winner_and_links_best(config_file, capsys):
     import yaml
 
-    from datahelpers import general_rows, write_jsonl
+    from tests.helpers import general_rows, write_jsonl
 
     write_jsonl(config_file.parent / "heldout.jsonl", general_rows(12, seed=7))
     cfg = yaml.safe_load(config_file.read_text())

@@ -149,7 +149,7 @@ def _no_mix_config(config_file, n_task=40):
     """The issue's config: no `mix` section (so mix.ratio keeps its default, 100), 40 task examples."""
     import yaml
 
-    from datahelpers import task_rows, write_jsonl
+    from tests.helpers import task_rows, write_jsonl
 
     write_jsonl(config_file.parent / "task.jsonl", task_rows(n_task))
     cfg = yaml.safe_load(config_file.read_text())
@@ -168,7 +168,7 @@ def test_sweep_validates_its_own_cells_not_mix_ratio(config_file, capsys):
 
 
 def test_an_infeasible_cell_is_named_with_the_key_to_change_and_a_left_out_one_is_not_checked(config_file, capsys):
-    from datahelpers import user_error
+    from tests.helpers import user_error
 
     from tellkit.study.sweep import plan_sweep
     from tellkit.mix.prepare import prepare

@@ -20,7 +20,7 @@ import pytest
 import yaml
 from torch.utils.data import DataLoader, SequentialSampler
 
-from datahelpers import general_rows, task_rows, write_jsonl
+from tests.helpers import general_rows, task_rows, write_jsonl
 
 # Measured on a 2-core CPU: max |loss(2 ranks) - loss(1 process)| = 9.5e-7 over 19 steps
 # (identical data per step; only the order of float32 sums differs: per-rank partial

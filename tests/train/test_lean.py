@@ -9,7 +9,7 @@ from torch import nn
 from tellkit.train import lean
 from tellkit.train.lean import GatedProduct, lean_activations
 
-from datahelpers import lora_model
+from tests.helpers import lora_model
 
 
 def _loss_and_grads(model, autocast=False):

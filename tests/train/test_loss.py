@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from datahelpers import lora_model
+from tests.helpers import lora_model
 from tellkit.train import loss as loss_mod
 from tellkit.train.attention import NAME
 from tellkit.train.batches import collate_packed, collate_padded

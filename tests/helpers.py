@@ -1,4 +1,5 @@
-"""Small synthetic data sets for tests (importable as `datahelpers`: tests/ is on sys.path via conftest)."""
+"""What tests share: small synthetic data sets, the one tiny TELL config every trained test uses, and
+the CLI's error-line check. (Import as `tests.helpers`.)"""
 
 from __future__ import annotations
 
@@ -31,6 +32,39 @@ def general_rows(n: int, seed: int = 1) -> list[dict]:
     return [{"id": f"g{i}", "instruction": "Write a short sentence about " + rng.choice(words) + ".",
              "input": "", "output": " ".join(rng.choice(words) for _ in range(rng.randint(5, 40)))}
             for i in range(n)]
+
+
+def write_tiny_data(folder: Path, *, test: int = 8, general: int = 600) -> Path:
+    """task.jsonl (24 examples), test.jsonl and general.jsonl in `folder`."""
+    write_jsonl(folder / "task.jsonl", task_rows(24))
+    write_jsonl(folder / "test.jsonl", task_rows(test, seed=5))
+    write_jsonl(folder / "general.jsonl", general_rows(general))
+    return folder
+
+
+def tiny_config(folder: Path, model: Path, *, test: int = 8, general: int = 600, **sections: dict) -> Path:
+    """A complete TELL config over the tiny model, small enough to train in seconds, with its data, in
+    `folder` (cfg.yaml). `sections` update the config's sections key by key, e.g. train={"max_steps": 3}."""
+    import yaml
+
+    write_tiny_data(folder, test=test, general=general)
+    cfg = {
+        "model": {"name": str(model)},
+        "task": {"path": "task.jsonl", "test_path": "test.jsonl"},
+        "general": {"path": "general.jsonl"},
+        "anchor": {"text": "ANCHOR: colour task."},
+        "mix": {"method": "tell", "ratio": 3, "seed": 0},
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+        "train": {"epochs": 1, "lr": 3e-3, "batch_size": 4, "max_length": 128, "save_steps": 5,
+                  "logging_steps": 1, "bf16": False},
+        "eval": {"metrics": ["json"], "max_new_tokens": 16, "batch_size": 4},
+        "output": {"dir": "run"},
+    }
+    for name, keys in sections.items():
+        cfg[name] = {**cfg.get(name, {}), **keys}
+    path = folder / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
 
 
 def visible_lines(err: str) -> list[str]:
