@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from .config import Config, load_config
+from .models.modules import check_target_modules
 from .prepare import ANCHORED, Prepared, mix, prepare  # noqa: F401  (part of the public API)
 from .rundir import RunDir, training_hash
 from .track import check_trackers
@@ -37,6 +38,7 @@ def train(cfg: Config, *, overwrite: bool = False, prepared: Prepared | None = N
     # model reference, anchor, every data line and the ratio are checked before the folder is claimed,
     # so a user error never leaves a failed run behind
     p = prepared or prepare(cfg)
+    check_target_modules(cfg.lora.target_modules, p.model_ref, trust_remote_code=cfg.model.trust_remote_code)
     mixture = mix(cfg, None, prepared=p, match_tokens=match_tokens)
     pre = preflight(cfg, mixture, p.model_ref)  # the step plan; raises when it would not fit in memory
     if main:

@@ -17,6 +17,7 @@ from .data.cache import tokenized_dataset
 from .errors import ConfigError
 from .mix import Mixture, build_mixture
 from .models import load_tokenizer, resolve_model
+from .rundir import RunDir
 
 ANCHORED = ("tell", "sft+anchor")  # methods whose task examples carry the anchor
 HELDOUT_DEV_EXAMPLES = 64  # held-out general examples scored at each save: enough for a trend, cheap
@@ -72,7 +73,13 @@ def prepare(cfg: Config) -> Prepared:
 
 def mix(cfg: Config, out_dir: Path | None = None, *, prepared: Prepared | None = None,
         match_tokens: int | None = None) -> Mixture:
-    """Build the mixture for cfg.mix.method and write mixture.jsonl + mixture.json to out_dir."""
+    """Build the mixture for cfg.mix.method and write mixture.jsonl + mixture.json to out_dir (a new or
+    empty folder, or a tellkit run folder of this config: see RunDir.mixing)."""
+    if out_dir is not None:
+        with RunDir(out_dir).mixing(cfg):
+            mixture = mix(cfg, prepared=prepared, match_tokens=match_tokens)
+            mixture.write(Path(out_dir))
+        return mixture
     p = prepared or prepare(cfg)
     method = cfg.mix.method
     if method == "tell" and p.anchor is None:
@@ -87,6 +94,4 @@ def mix(cfg: Config, out_dir: Path | None = None, *, prepared: Prepared | None =
     mixture.report["anchor"] = p.anchor if method in ANCHORED else None
     mixture.report["anchor_position"] = cfg.anchor.position
     mixture.report["data"] = p.infos
-    if out_dir is not None:
-        mixture.write(Path(out_dir))
     return mixture

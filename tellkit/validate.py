@@ -15,6 +15,7 @@ from .config import Config
 from .data.formats import to_examples
 from .data.readers import read_records
 from .errors import ConfigError
+from .models.modules import check_target_modules
 from .prepare import ANCHORED, Prepared, mix, prepare
 from .rundir import RunDir
 from .track import check_trackers
@@ -42,6 +43,7 @@ def validate(cfg: Config, *, overwrite: bool = False, check_output: bool = True,
         summary["output"] = (f"{cfg.output.dir}: new run" if state is None else
                              f"{cfg.output.dir} holds this run ({state.get('status')}): "
                              + ("it will be re-evaluated, not retrained" if state.get("status") == "complete"
+                                else "its mixture is written; training starts there" if state.get("status") == "mixed"
                                 else "training resumes from its last checkpoint"))
         if state is not None and state.get("status") == "interrupted":
             summary["output_reason"] = state["reason"]
@@ -54,6 +56,7 @@ def validate(cfg: Config, *, overwrite: bool = False, check_output: bool = True,
 
     prepared = prepared or prepare(cfg)  # model reference (alias / folder with safetensors / hub id) and tokenizer only
     summary["model"] = prepared.model_ref
+    check_target_modules(cfg.lora.target_modules, prepared.model_ref, trust_remote_code=cfg.model.trust_remote_code)
     summary["anchor"] = anchor
     mixture = mix(cfg, prepared=prepared)  # tokenizes every task/general line; ratio feasibility; writes nothing
     summary["task_records"] = len(mixture.task)
@@ -83,5 +86,13 @@ def _check_metrics(cfg: Config) -> None:
             hint = difflib.get_close_matches(name, allowed, n=1)
             raise ConfigError(f"eval.metrics: unknown metric {name!r}"
                               f"{f'; did you mean {hint[0]!r}?' if hint else ''} (allowed: {', '.join(allowed)})")
+    if cfg.eval.json_schema is not None:  # the file exists, is JSON, and is a valid JSON Schema
+        from .evaluate.metrics.json_metric import load_schema_validator
+
+        load_schema_validator(cfg.eval.json_schema, what=f"eval.json_schema={cfg.eval.json_schema!r}")
     if "general" in cfg.eval.metrics and not (cfg.general and cfg.general.heldout_path):
         raise ConfigError("eval.metrics has 'general', which needs general.heldout_path (held-out general data)")
+    if "general_ood" in cfg.eval.metrics:  # lm-eval knows every task named (no data loaded yet)
+        from .evaluate.harness import check_tasks
+
+        check_tasks(cfg)

@@ -23,11 +23,12 @@ from ..api import prepare
 from ..config import Config
 from ..errors import ConfigError
 from ..evaluate.metrics import pooled
-from ..execute import execute
+from ..execute import check_execution, execute
 from ..execute.cell import result as cell_result
 from ..execute.plan import Cell, Plan, make_plan, store
 from ..io import write_json_atomic
-from .winner import hand_over
+from ..owned import require_plan_folder
+from .winner import check_best, hand_over
 
 MATCHED = {"sft-matched": "same training tokens as tell (task data repeated); its steps are shown beside tell's",
            "general-only": "same general tokens as tell, no task data"}
@@ -40,18 +41,28 @@ def plan_compare(cfg: Config, out: Path, prepared) -> Plan:
                   depends_on=f"tell-s{seed}" if m == "sft-matched" else None)
              for seed in cfg.compare.seeds
              for m in sorted((m for m in cfg.compare.methods if m != "base"), key=lambda m: m != "tell")]
-    if "base" in cfg.compare.methods:
+    if "base" in compared_methods(cfg):
         cells.append(Cell(name="base", method="base", seed=None, run_dir="base"))
     return make_plan("compare", cfg, out, cells, prepared, hint="lower mix.ratio, add general data, or allow "
                      "reuse with mix.allow_general_repeats=true")
 
 
+def compared_methods(cfg: Config) -> list[str]:
+    """compare.methods, and base whenever general ability is measured: it is the reference of that axis."""
+    methods = list(cfg.compare.methods)
+    return methods + ["base"] if cfg.eval.general_tasks and "base" not in methods else methods
+
+
 def compare(cfg: Config, out: Path | None = None, *, workers: int = 1, ray: str | None = None,
             cell_cpus: int = 1) -> dict:
     out = Path(out or cfg.output.dir)
-    methods = list(cfg.compare.methods)
+    methods = compared_methods(cfg)
     if "sft-matched" in methods and "tell" not in methods:
         raise ConfigError("compare.methods has sft-matched but not tell: sft-matched copies tell's compute")
+    # before anything is planned or written: the options, the folder, and a best/ of the user's
+    check_execution(workers=workers, ray=ray, cell_cpus=cell_cpus)
+    require_plan_folder(out, "compare")
+    check_best(out)
     prepared = prepare(cfg)
     plan = plan_compare(cfg, out, prepared)  # bad data/metrics/ratio fail before any cell trains
     store(plan, replan=True)  # a compare's cells do not depend on each other's grid: a new plan is safe
@@ -122,4 +133,9 @@ def assumptions(cfg: Config) -> list[str]:
         f"max_length={cfg.train.max_length}, packing={cfg.train.packing}",
         "anchor text is ours (the paper's anchors are unpublished)",
         "sft-matched repeats the task data to TELL's training tokens (same compute)",
+        *([f"general ability out of distribution: lm-eval tasks {', '.join(cfg.eval.general_tasks)}, zero-shot, "
+           f"no chat template, {'all' if cfg.eval.general_limit is None else f'the first {cfg.eval.general_limit}'} "
+           f"items each; forgetting budget {cfg.compare.max_general_drop} on "
+           f"{cfg.eval.general_score or 'the first task accuracy'} against base (point estimate)"]
+          if cfg.eval.general_tasks else []),
     ]

@@ -26,10 +26,12 @@ from ..api import prepare
 from ..config import Config
 from ..errors import ConfigError, TellkitError
 from ..evaluate.metrics import pooled
-from ..execute import execute
+from ..execute import check_execution, execute
 from ..execute.cell import is_done, result
 from ..execute.plan import Cell, Plan, make_plan, select, store
 from ..io import write_json_atomic, write_text_atomic
+from ..owned import require_plan_folder
+from .budget import sweep_judge
 from .compare import assumptions
 
 RATIO_FREE = ("sft", "sft+anchor")
@@ -99,7 +101,7 @@ def plan_sweep(cfg: Config, out: Path, prepared) -> Plan:
                           depends_on=twin if c["method"] == "sft-matched" else None))
         if c["method"] == "sft+anchor" and twin in names:  # tell at ratio 0 is anchored SFT: same mixture
             cells[-1].reuses, cells[-1].run_dir = twin, f"cells/{twin}"
-    if "base" in cfg.sweep.methods:
+    if "base" in cfg.sweep.methods or cfg.eval.general_tasks:  # base: the reference of general ability
         cells.append(Cell(name="base", method="base", seed=None, run_dir="base"))
     left_out = [{"name": cell_name(c), "reason": f"over sweep.max_train_tokens "
                  f"({planned_tokens(c, cfg.train.epochs):,.0f} training tokens planned)"} for c in over_budget(cfg)]
@@ -124,6 +126,13 @@ def sweep(cfg: Config, out: Path | None = None, *, workers: int = 1, ray: str | 
     if chosen and chosen.split("/")[0] not in cfg.eval.metrics:
         raise ConfigError(f"sweep.score {chosen!r} needs metric {chosen.split('/')[0]!r} in eval.metrics "
                           f"(now {list(cfg.eval.metrics)})")
+    if over_budget(cfg) and not grid(cfg):  # nothing would train: say so instead of planning zero cells
+        smallest = min(over_budget(cfg), key=lambda c: planned_tokens(c, cfg.train.epochs))
+        raise ConfigError(f"sweep.max_train_tokens={cfg.sweep.max_train_tokens:,} leaves out every cell of the sweep "
+                          f"(the smallest, {cell_name(smallest)}, plans "
+                          f"{planned_tokens(smallest, cfg.train.epochs):,.0f} training tokens); raise it or remove it")
+    check_execution(workers=workers, ray=ray, cell_cpus=cell_cpus)  # before anything is planned or written
+    require_plan_folder(out, "sweep")
     start = time.perf_counter()
     prepared = prepare(cfg)
     plan = plan_sweep(cfg, out, prepared)  # every cell checked buildable before any trains
@@ -166,6 +175,9 @@ def summarise(plan: Plan, total_seconds: float | None = None) -> dict:
         "primary_score": score, "curves": scored, "multiplier": multipliers(scored),
         "over_budget": [c["name"] for c in plan.left_out], "max_train_tokens": cfg.sweep.max_train_tokens,
         "assumptions": assumptions(cfg), "anchor": anchor_text(cfg.anchor),
+        # the second axis: general ability out of distribution per cell, its change from base and the
+        # forgetting budget (compare.max_general_drop, drawn on the Pareto plots)
+        "general": sweep_judge(results, score, cfg.eval.general_score, cfg.compare.max_general_drop),
     }
     write_json_atomic(out / "sweep.json", {"summary": summary, "rows": rows})
     write_text_atomic(out / "sweep.csv", to_csv(rows))

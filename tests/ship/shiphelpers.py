@@ -24,7 +24,7 @@ def tiny_config(folder: Path, model: Path, **train) -> Path:
         # so comparing outputs is not comparing empty strings
         "train": {"max_steps": 12, "lr": 3e-2, "batch_size": 4, "max_length": 128, "save_steps": 50,
                   "logging_steps": 1, "bf16": False, **train},
-        "eval": {"metrics": ["json"], "max_new_tokens": 12, "batch_size": 4},
+        "eval": {"metrics": ["json"], "max_new_tokens": 12, "batch_size": 4, "general_tasks": []},  # no lm-eval
         "output": {"dir": "run"},
     }
     path = folder / "cfg.yaml"
