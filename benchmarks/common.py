@@ -90,6 +90,94 @@ def write_config(folder: Path, model_path: str, general: str, ratio: float, **tr
     return path
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def general_demo() -> Path:
+    """The Alpaca demo general data: the shared copy (999 rows of LLaMA-Factory's alpaca_en_demo) where a
+    checkout has it, else the shipped examples/data/general (871 Alpaca + 2,468 HaluEval rows)."""
+    shared = ROOT.parent / "shared" / "data" / "alpaca-en-demo" / "alpaca_en_demo.json"
+    return shared if shared.is_file() else ROOT / "examples" / "data" / "general" / "general.jsonl"
+
+
+def real_mixture_config(folder: Path, model_path: str, *, examples: int, batch_size: int = 8,
+                        max_length: int = 512, ratio: float = 10, **train) -> Path:
+    """A TELL config over real data of variable length: the order-extraction task (examples/orders.yaml's
+    data and anchor, the "invoice-like" task) mixed into the Alpaca demo at `ratio`, with enough task
+    tokens that the mixture holds at least `examples` examples."""
+    orders = yaml.safe_load((ROOT / "examples" / "orders.yaml").read_text(encoding="utf-8"))
+    cfg = {"model": {"name": model_path},
+           "task": {"path": str(ROOT / "examples" / "data" / "orders" / "train.jsonl"),
+                    "token_budget": max(1500, 40 * examples)},  # ~200 tokens per example, 1/(ratio+1) task
+           "general": {"path": str(general_demo())},
+           "anchor": {"text": orders["anchor"]["text"]}, "mix": {"method": "tell", "ratio": ratio, "seed": 0},
+           "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
+           "train": {"batch_size": batch_size, "grad_accum": 1, "max_length": max_length, "logging_steps": 1,
+                     "save_steps": 10_000, "memory_budget_gb": 1000, **train},
+           "output": {"dir": str(folder / "run")}}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "real-mixture.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def real_mixture_examples(folder: Path, model_path: str, examples: int, **kw) -> list[dict]:
+    """The first `examples` examples of that mixture, in training order, as tellkit tokenized them
+    (chat template, anchor, truncation to max_length): input_ids, labels (-100 = not supervised), task."""
+    from tellkit.api import load, mix, prepare
+    from tellkit.mix.mixture import TASK
+
+    cfg = load(real_mixture_config(folder, model_path, examples=examples, **kw))
+    mixture = mix(cfg, prepared=prepare(cfg))
+    n = min(examples, len(mixture.order))
+    rows = mixture.dataset().select(range(n)).select_columns(["input_ids", "labels"])
+    return [{"input_ids": list(r["input_ids"]), "labels": list(r["labels"]), "task": int(src == TASK)}
+            for r, src in zip(rows, mixture.order[:n, 0])]
+
+
+def as_the_command(environ: dict) -> dict:
+    """A child process's environment as the `tellkit` command sets up its own: threads = the cores free
+    now and OpenMP's passive wait (tellkit/threads.py), the low-memory malloc preloaded (allocator.py).
+    A TELLKIT_THREADS / OMP_* / TELLKIT_MALLOC in `environ` decides as it would for the command."""
+    from tellkit import allocator, threads
+
+    env = dict(environ)
+    threads.configure(env)
+    lib = allocator.preferred()
+    if lib and Path(lib).is_file() and not any(k in env.get("LD_PRELOAD", "") for k in allocator._KNOWN):
+        env = allocator.preload_env(lib, env)
+    return env
+
+
+def malloc_kind(environ: dict | None = None) -> str:
+    """The allocator.kind() a process started with `environ` (default: like the command) runs with."""
+    from tellkit import allocator
+
+    preload = (environ if environ is not None else as_the_command(os.environ)).get("LD_PRELOAD", "")
+    return next((k for k in allocator._KNOWN if k in preload), "system")
+
+
+def process_setup() -> dict:
+    """What this process computes with, for a result row: malloc, threads, OpenMP wait policy."""
+    import torch
+
+    from tellkit import allocator
+
+    return {"malloc": allocator.kind(), "threads": torch.get_num_threads(),
+            "wait": os.environ.get("OMP_WAIT_POLICY", "default")}
+
+
+def cpu_flags() -> str:
+    """The CPU features that decide fp32/bf16 speed here, and the GPU if any (every table prints them)."""
+    import torch
+
+    info = Path("/proc/cpuinfo")
+    flags = set(info.read_text().split("flags")[1].split("\n")[0].split()) if info.exists() else set()
+    want = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"CPU flags {'/'.join(want) or 'none of avx2/avx512'}; {gpu}"
+
+
 def rss_mib() -> dict[str, float]:
     """This process's current resident memory (anonymous = heap; file = page cache of mapped files)."""
     out = {}

@@ -11,8 +11,9 @@ twice the tensors autograd actually holds. A size-class allocator reuses them: S
 The console command re-executes itself once with the allocator in LD_PRELOAD (a malloc cannot be
 swapped in after the process started; Intel's PyTorch launcher does the same). `TELLKIT_MALLOC`
 chooses: `auto` (default: the system's tcmalloc, e.g. Debian/Ubuntu `libtcmalloc-minimal4`, else
-mimalloc if `pip install 'tellkit[lowmem]'` put it there, else glibc), `system` (glibc, no re-exec),
-or the path of a malloc library. Python API users set LD_PRELOAD themselves:
+mimalloc, which tellkit installs on Linux x86-64/aarch64 from PyPI's `cmeel-mimalloc` wheel, so a
+plain `pip install tellkit` or `make setup` has a low-memory malloc; else glibc), `system` (glibc,
+no re-exec), or the path of a malloc library. Python API users set LD_PRELOAD themselves:
 `export LD_PRELOAD=$(python -m tellkit.allocator)`.
 """
 
@@ -28,8 +29,10 @@ _KNOWN = ("tcmalloc", "mimalloc", "jemalloc")
 # mimalloc returns freed memory to the OS after 10 ms by default, and every page is then faulted in
 # again at the next step (147 tok/s); never purging keeps one step's pages for the next (171 tok/s).
 _MIMALLOC_ENV = {"MIMALLOC_PURGE_DELAY": "-1"}
-HINT = ("on CPU glibc's malloc holds about twice the memory autograd keeps; with tcmalloc installed "
-        "(apt install libtcmalloc-minimal4) tellkit uses it, and the peak is about 40% lower at the same speed")
+HINT = ("on CPU glibc's malloc holds about twice the memory autograd keeps; the tellkit command runs with "
+        "mimalloc (installed with tellkit: cmeel-mimalloc) or the system's tcmalloc (apt install "
+        "libtcmalloc-minimal4) instead, for a peak about 40% lower; this process has glibc's (TELLKIT_MALLOC=system, "
+        "neither installed, or tellkit called from Python: export LD_PRELOAD=$(python -m tellkit.allocator))")
 
 
 def preferred() -> str | None:
@@ -69,13 +72,17 @@ def reexec_with_preferred() -> None:
     lib = preferred()
     if not lib or not Path(lib).is_file():
         return
-    env = {**os.environ, "LD_PRELOAD": " ".join(filter(None, [lib, os.environ.get("LD_PRELOAD")])),
-           "_TELLKIT_REEXEC": "1"}  # never twice, even if the loader ignored the library
-    if "mimalloc" in lib:
-        env = {**_MIMALLOC_ENV, **env}
+    env = preload_env(lib, os.environ) | {"_TELLKIT_REEXEC": "1"}  # never twice, even if the loader ignored it
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
+def preload_env(lib: str, environ) -> dict:
+    """`environ` with `lib` preloaded (and mimalloc's settings): how the command, or a benchmark's child
+    process that should run as the command would, starts."""
+    env = {**environ, "LD_PRELOAD": " ".join(filter(None, [lib, environ.get("LD_PRELOAD")]))}
+    return {**_MIMALLOC_ENV, **env} if "mimalloc" in lib else env
 
 
 def _system_library(name: str) -> str | None:
@@ -90,7 +97,7 @@ def _system_library(name: str) -> str | None:
 
 
 def _bundled_mimalloc() -> str | None:
-    """libmimalloc from the cmeel-mimalloc wheel (`pip install 'tellkit[lowmem]'`)."""
+    """libmimalloc from the cmeel-mimalloc wheel (a tellkit dependency on Linux): site-packages/cmeel.prefix/lib."""
     for entry in sys.path:
         libs = sorted((Path(entry or ".") / "cmeel.prefix" / "lib").glob("libmimalloc.so*"))
         if libs:

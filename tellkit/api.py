@@ -30,9 +30,13 @@ def validate(cfg: Config, *, overwrite: bool = False) -> dict:
 
 def mix(cfg: Config, out_dir: str | Path | None = None):
     """The mixture of cfg.mix.method; written (mixture.jsonl + mixture.json) to `out_dir` when given."""
-    from .mix.prepare import mix
+    if out_dir is None:
+        from .mix.prepare import mix
 
-    return mix(cfg, out_dir)
+        return mix(cfg)
+    from .pipeline import write_mixture
+
+    return write_mixture(cfg, out_dir)
 
 
 def train(cfg: Config, *, overwrite: bool = False, resume: bool = False) -> Path:

@@ -1,8 +1,9 @@
 """`tellkit` command line: each subcommand is one function of `tellkit.api`; this file parses the
 arguments and prints the results, nothing else.
 
-User mistakes (TellkitError) print one `error:` line and exit 2; `--debug`
-shows the traceback.
+User mistakes (TellkitError) and OS errors on the user's paths (permission denied, disk full, ...)
+print one `error:` line and exit 2; `--debug` shows the traceback. Every number an option takes is
+range-checked by argparse, and KEY=VALUE overrides may come before or after the options.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ import json
 import sys
 import warnings
 
-from . import allocator, api
+from . import allocator, api, threads
+from .console import count as _count
+from .console import describe_os_error, parse, print_error, tracked_stderr
+from .console import seed as _seed
 from .errors import TellkitError
 
 
@@ -83,13 +87,13 @@ def _cmd_compare(a) -> None:
 
 
 def _execution_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workers", type=int, default=1, metavar="N",
+    p.add_argument("--workers", type=_count, default=1, metavar="N",
                    help="run N cells at a time on this machine, each in its own process (one GPU each, "
                         "or a share of the CPU cores)")
     p.add_argument("--ray", metavar="auto|ADDRESS|local",
                    help="run every cell as a Ray task: on the running cluster (auto), at ADDRESS, or on a new "
                         "local instance (needs pip install 'tellkit[ray]'; see docs/scaling.md)")
-    p.add_argument("--cell-cpus", type=int, default=1, metavar="K", help="with --ray: CPUs each cell declares")
+    p.add_argument("--cell-cpus", type=_count, default=1, metavar="K", help="with --ray: CPUs each cell declares")
 
 
 def _execution(a) -> dict:
@@ -197,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("target", help="run folder, or a config (evaluates its output.dir)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. eval.max_new_tokens=64")
     p.add_argument("--base", action="store_true", help="evaluate the untrained base model (config only)")
-    p.add_argument("--limit", type=int, help="evaluate only the first N test examples")
+    p.add_argument("--limit", type=_count, help="evaluate only the first N test examples")
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("compare", help="tell vs sft / sft+anchor / sft-matched / general-only / base over seeds")
@@ -225,11 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     asub = p.add_subparsers(dest="anchor_command", required=True)
     d = asub.add_parser("draft", help="draft anchor candidates with a model (+ one template candidate)")
     _config_args(d)
-    d.add_argument("--n", type=int, default=5, help="sampled candidates")
-    d.add_argument("--k", type=int, default=4, help="task examples shown to the model")
+    d.add_argument("--n", type=_count, default=5, help="sampled candidates")
+    d.add_argument("--k", type=_count, default=4, help="task examples shown to the model")
     d.add_argument("--model", help="drafting model (alias or local folder; default: model.name)")
-    d.add_argument("--max-new-tokens", type=int, default=48)
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--max-new-tokens", type=_count, default=48)
+    d.add_argument("--seed", type=_seed, default=0)
     d.add_argument("--out", help="anchor file (default: <output.dir>/anchors/anchors.txt)")
     d.set_defaults(func=_cmd_anchor_draft)
     r = asub.add_parser("rank", help="rank anchor candidates by base-model separation from general queries")
@@ -255,30 +259,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="JSONL/CSV/... in a task format, a .txt file (one prompt per "
                                                   "line), or - for stdin (JSONL or one prompt per line)")
     p.add_argument("--output", help="JSONL file to write (default: stdout)")
-    p.add_argument("--max-new-tokens", type=int, help="default: the run's eval.max_new_tokens")
-    p.add_argument("--batch-size", type=int, help="default: the run's eval.batch_size")
+    p.add_argument("--max-new-tokens", type=_count, help="default: the run's eval.max_new_tokens")
+    p.add_argument("--batch-size", type=_count, help="default: the run's eval.batch_size")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("chat", help="interactive chat with a trained model (anchor applied, streamed)")
     p.add_argument("run_dir", help="a finished run folder, or a compare folder (its best/)")
-    p.add_argument("--max-new-tokens", type=int, help="default: the run's eval.max_new_tokens")
+    p.add_argument("--max-new-tokens", type=_count, help="default: the run's eval.max_new_tokens")
     p.set_defaults(func=_cmd_chat)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None:  # the console command (not a call from Python): run with tcmalloc/mimalloc, see allocator.py
-        allocator.reexec_with_preferred()
-    args = build_parser().parse_args(argv)
+        threads.configure()  # before torch loads OpenMP: threads = free cores, passive wait (threads.py)
+        allocator.reexec_with_preferred()  # the re-executed process inherits that choice
+    args = parse(build_parser(), sys.argv[1:] if argv is None else argv)
     if not args.debug:  # library deprecation chatter is not the user's business
         warnings.filterwarnings("ignore", category=FutureWarning)
     try:
-        args.func(args)
-    except TellkitError as e:
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return e.exit_code
+        with tracked_stderr():
+            try:
+                args.func(args)
+            except TellkitError as e:
+                if args.debug:
+                    raise
+                print_error(str(e))
+                return e.exit_code
+            except OSError as e:  # permission denied, disk full, ... on a path the user gave
+                if args.debug:
+                    raise
+                print_error(describe_os_error(e))
+                return 2
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130

@@ -22,3 +22,11 @@ class ConfigError(TellkitError):
 
 class ModelError(TellkitError):
     """Model reference that cannot be resolved or loaded safely."""
+
+
+def check_count(value: int | None, what: str) -> int | None:
+    """`value` when it is None or at least 1: a count the user set (--limit, --batch-size, ...) is never
+    silently replaced by a default, so 0 or a negative number is an error naming `what`."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"{what} must be a whole number of at least 1 (got {value!r})")
+    return value

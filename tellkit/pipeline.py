@@ -24,6 +24,7 @@ from .data.anchor import anchor_text
 from .data.formats import to_examples
 from .data.readers import read_records
 from .errors import ConfigError
+from .models.modules import check_target_modules
 from .methods import METHODS, alone, require_anchor
 from .mix import Mixture
 from .mix.prepare import Prepared, mix, prepare
@@ -69,6 +70,7 @@ def check(cfg: Config, *, overwrite: bool = False, check_output: bool = True,
         summary["output"] = (f"{cfg.output.dir}: new run" if state is None else
                              f"{cfg.output.dir} holds this run ({state.get('status')}): "
                              + ("it will be re-evaluated, not retrained" if state.get("status") == "complete"
+                                else "its mixture is written; training starts there" if state.get("status") == "mixed"
                                 else "training resumes from its last checkpoint"))
         if state is not None and state.get("status") == "interrupted":
             summary["output_reason"] = state["reason"]
@@ -96,11 +98,22 @@ def check(cfg: Config, *, overwrite: bool = False, check_output: bool = True,
     return checked
 
 
+def write_mixture(cfg: Config, out_dir: str | Path) -> Mixture:
+    """`tellkit mix`: build the mixture and write mixture.jsonl + mixture.json to `out_dir` (a new or empty
+    folder, or a tellkit run folder of this config), holding the run folder's lock (RunDir.mixing)."""
+    with RunDir(out_dir).mixing(cfg):
+        mixture = mix(cfg)
+        mixture.write(Path(out_dir))
+    return mixture
+
+
 def build(cfg: Config, prepared: Prepared | None = None, *, match_tokens: int | None = None,
           mixture: Mixture | None = None) -> Checked:
     """The mixture (unless one built from this config is given, e.g. by a plan) and the preflight of one
     training run. The preflight is taken now, on this machine's free memory, for a training about to start."""
     p = prepared or prepare(cfg)
+    # lora.target_modules against the model's layers (built without weights), before any training
+    check_target_modules(cfg.lora.target_modules, p.model_ref, trust_remote_code=cfg.model.trust_remote_code)
     m = mixture if mixture is not None else mix(cfg, prepared=p, match_tokens=match_tokens)
     return Checked(prepared=p, mixture=m, preflight=preflight(cfg, m, p.model_ref))
 
@@ -197,5 +210,13 @@ def _check_metrics(cfg: Config) -> None:
             hint = difflib.get_close_matches(name, allowed, n=1)
             raise ConfigError(f"eval.metrics: unknown metric {name!r}"
                               f"{f'; did you mean {hint[0]!r}?' if hint else ''} (allowed: {', '.join(allowed)})")
+    if cfg.eval.json_schema is not None:  # the file exists, is JSON, and is a valid JSON Schema
+        from .metrics.json_metric import load_schema_validator
+
+        load_schema_validator(cfg.eval.json_schema, what=f"eval.json_schema={cfg.eval.json_schema!r}")
     if "general" in cfg.eval.metrics and not (cfg.general and cfg.general.heldout_path):
         raise ConfigError("eval.metrics has 'general', which needs general.heldout_path (held-out general data)")
+    if "general_ood" in cfg.eval.metrics:  # lm-eval knows every task named (no data loaded yet)
+        from .evaluate.harness import check_tasks
+
+        check_tasks(cfg)

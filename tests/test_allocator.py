@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from tellkit import allocator, cli
@@ -69,12 +73,13 @@ def test_a_mimalloc_reexec_keeps_its_pages(fake_lib, execs, monkeypatch):
 
 def test_only_the_console_command_reexecutes(config_file, monkeypatch):
     calls = []
-    monkeypatch.setattr(allocator, "reexec_with_preferred", lambda: calls.append(1))
+    monkeypatch.setattr(allocator, "reexec_with_preferred", lambda: calls.append("malloc"))
+    monkeypatch.setattr(cli.threads, "configure", lambda: calls.append("threads"))  # see tests/test_threads.py
     assert cli.main(["validate", str(config_file)]) == 0  # a call from Python (tests, notebooks)
     assert calls == []
     monkeypatch.setattr(cli.sys, "argv", ["tellkit", "validate", str(config_file)])
     assert cli.main() == 0
-    assert calls == [1]
+    assert calls == ["threads", "malloc"]  # the thread choice is made once, then inherited by the re-exec
 
 
 def test_the_memory_estimate_follows_the_allocator(monkeypatch, config_file):
@@ -89,3 +94,19 @@ def test_the_memory_estimate_follows_the_allocator(monkeypatch, config_file):
     tc = estimate(shape, cfg, 4096, budget=(64, "", "cpu"))
     assert tc.parts_gib["activations"] < 0.6 * glibc.parts_gib["activations"]
     assert tc.summary()["malloc"] == "tcmalloc"
+
+
+@pytest.mark.skipif(not (allocator.sys.platform.startswith("linux") and os.uname().machine in ("x86_64", "aarch64")),
+                    reason="cmeel-mimalloc has wheels for Linux x86-64 and aarch64 only")
+def test_a_plain_install_gives_the_command_a_low_memory_malloc():
+    # cmeel-mimalloc is a default dependency: the installed package alone must be enough, and the
+    # re-executed process must really have the library mapped, not just named in LD_PRELOAD.
+    from importlib import metadata
+
+    assert metadata.version("cmeel-mimalloc")
+    assert allocator._bundled_mimalloc() and os.path.isfile(allocator._bundled_mimalloc())
+    code = ("from tellkit import allocator; allocator.reexec_with_preferred(); "
+            "maps = open('/proc/self/maps').read(); print(allocator.kind(), allocator.kind() in maps)")
+    env = {k: v for k, v in os.environ.items() if k not in (allocator.ENV, "LD_PRELOAD", "_TELLKIT_REEXEC")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.split() in (["mimalloc", "True"], ["tcmalloc", "True"])  # tcmalloc where the system has it

@@ -132,12 +132,13 @@ def test_resume_and_overwrite_flags(config_file, tmp_path):
         run.begin(cfg, resume=True)
     with pytest.raises(TellkitError, match="pass only one"):
         run.begin(cfg, overwrite=True, resume=True)
-    # --overwrite never deletes a folder that is not a tellkit run
+    # --overwrite never deletes, or writes into, a folder that is not a tellkit run
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep")
-    RunDir(mine).begin(cfg, overwrite=True)
-    assert (mine / "notes.txt").read_text() == "keep"
+    with pytest.raises(TellkitError, match="is not a tellkit run"):
+        RunDir(mine).begin(cfg, overwrite=True)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and (mine / "notes.txt").read_text() == "keep"
 
 
 def test_last_checkpoint_skips_a_half_written_one(tmp_path):
@@ -278,3 +279,246 @@ def test_no_config_value_reaches_a_shell():
                 if any(k.arg == "shell" for k in node.keywords):
                     offenders.append(f"{path}:{node.lineno} passes shell=")
     assert not offenders, offenders
+
+
+# ------------------------------------------------------------------ never delete what tellkit did not write
+# (issue 26: --overwrite and a failed run's restart used to rmtree any folder whose run.json parsed)
+
+
+def _user_project(folder: Path, run_json: str) -> dict[str, str]:
+    """A folder of the user's: their own run.json, notes and code. Returns {relative path: content}."""
+    files = {"run.json": run_json, "NOTES.md": "my notes", "src/main.py": "print('mine')\n"}
+    for rel, text in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(text)
+    return files
+
+
+def _unchanged(folder: Path, files: dict[str, str]) -> bool:
+    present = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    return present == sorted(files) and all((folder / rel).read_text() == text for rel, text in files.items())
+
+
+def test_overwrite_refuses_a_folder_whose_run_json_tellkit_did_not_write(config_file, capsys):
+    project = config_file.parent / "myproject"
+    files = _user_project(project, '{"name": "x"}')
+    user_error(["train", str(config_file), "output.dir=myproject", "--overwrite"], capsys,
+               str(project), "did not write", "choose another output.dir")
+    assert _unchanged(project, files)
+
+
+def test_a_failed_looking_run_json_of_the_users_is_not_restarted(config_file, capsys):
+    project = config_file.parent / "myproject"
+    files = _user_project(project, '{"status": "failed"}')
+    user_error(["train", str(config_file), "output.dir=myproject"], capsys, str(project), "did not write")
+    assert _unchanged(project, files)
+
+
+def test_restarting_a_run_removes_only_what_tellkit_wrote(config_file):
+    cfg = load_config(config_file)
+    run = RunDir(cfg.output.dir)
+    run.begin(cfg)
+    for name in ("adapter", "checkpoints/checkpoint-2", "eval"):
+        (run.path / name).mkdir(parents=True)
+    (run.path / "loss_log.json").write_text("[]")
+    (run.path / ".mixture.jsonl.k1ll3dxx.tmp.jsonl").write_text("debris of a killed write")
+    (run.path / "NOTES.md").write_text("mine")  # the user's, inside a real run folder
+    (run.path / "analysis").mkdir()
+    (run.path / "analysis" / "plot.py").write_text("mine")
+    run.complete()
+    other = load_config(config_file, ["train.lr=0.5"])
+    RunDir(other.output.dir).begin(other, overwrite=True)
+    left = sorted(p.name for p in run.path.iterdir())
+    assert left == ["NOTES.md", "analysis", "config.yaml", "run.json"]
+    assert (run.path / "analysis" / "plot.py").read_text() == "mine"
+    state = json.loads((run.path / "run.json").read_text())
+    assert state["tellkit"] == {"run_format": 1} and state["status"] == "running"
+
+
+def test_a_run_folder_from_before_the_marker_is_restarted_only_when_it_holds_nothing_else(config_file):
+    cfg = load_config(config_file)
+    legacy = {"status": "complete", "training_hash": "0123456789abcdef", "versions": {"tellkit": "0.1"}}
+    run = RunDir(cfg.output.dir)
+    run.path.mkdir()
+    (run.path / "run.json").write_text(json.dumps(legacy))
+    (run.path / "adapter").mkdir()
+    (run.path / "NOTES.md").write_text("mine")
+    assert run.require_complete()["status"] == "complete"  # still readable as a finished run
+    with pytest.raises(TellkitError, match=r"older tellkit and also holds NOTES.md"):
+        run.begin(cfg, overwrite=True)
+    assert (run.path / "NOTES.md").exists() and (run.path / "adapter").is_dir()
+    (run.path / "NOTES.md").unlink()
+    run.begin(cfg, overwrite=True)
+    assert not (run.path / "adapter").exists()
+    assert json.loads((run.path / "run.json").read_text())["tellkit"] == {"run_format": 1}
+
+
+def test_report_writes_only_into_tellkit_folders(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "report.md").write_text("# my own report\n")
+    user_error(["report", "notes"], capsys, "notes", "not a tellkit run, compare or sweep folder")
+    assert [p.name for p in notes.iterdir()] == ["report.md"]
+    assert (notes / "report.md").read_text() == "# my own report\n"
+    (notes / "plan.json").write_text('{"todo": ["buy milk"]}')  # a plan.json of the user's is not a sweep's
+    user_error(["report", "notes"], capsys, "not a tellkit run, compare or sweep folder")
+    user_error(["report", "does_not_exist"], capsys, "does_not_exist", "no such folder")
+    assert not (tmp_path / "does_not_exist").exists()
+
+
+def test_compare_and_sweep_refuse_a_folder_of_the_users(config_file, capsys):
+    project = config_file.parent / "myproject"
+    files = _user_project(project, '{"name": "x"}')
+    (project / "report.md").write_text("mine")
+    files["report.md"] = "mine"
+    for command in ("compare", "sweep"):
+        user_error([command, str(config_file), "output.dir=myproject"], capsys, str(project),
+                   f"not a tellkit {command} folder")
+    assert _unchanged(project, files)
+
+
+# ------------------------------------------------------------------ every number range-checked, 0 is never "default"
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["eval", "RUN", "--limit", "-1"], "--limit"),
+    (["eval", "RUN", "--limit", "0"], "--limit"),
+    (["predict", "RUN", "--input", "x.jsonl", "--batch-size", "0"], "--batch-size"),
+    (["predict", "RUN", "--input", "x.jsonl", "--max-new-tokens", "-5"], "--max-new-tokens"),
+    (["chat", "RUN", "--max-new-tokens", "0"], "--max-new-tokens"),
+    (["compare", "cfg.yaml", "--workers", "0"], "--workers"),
+    (["sweep", "cfg.yaml", "--cell-cpus", "-2"], "--cell-cpus"),
+    (["anchor", "draft", "cfg.yaml", "--n", "0"], "--n"),
+    (["anchor", "draft", "cfg.yaml", "--seed", "-1"], "--seed"),
+])
+def test_cli_numbers_are_range_checked(argv, option, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert f"argument {option}:" in capsys.readouterr().err
+
+
+def test_api_counts_of_zero_are_errors_not_defaults(config_file, tmp_path):
+    from tellkit.api import chat, predict
+    from tellkit.errors import ConfigError
+    from tellkit.evaluate.runner import evaluate
+
+    cfg = load_config(config_file)
+    with pytest.raises(ConfigError, match="--limit must be a whole number of at least 1"):
+        evaluate(cfg, adapter=None, anchor=None, out_dir=tmp_path / "scores", limit=0)
+    with pytest.raises(ConfigError, match="--batch-size"):
+        predict(tmp_path, "-", batch_size=0)
+    with pytest.raises(ConfigError, match="--max-new-tokens"):
+        predict(tmp_path, "-", max_new_tokens=-5)
+    with pytest.raises(ConfigError, match="--max-new-tokens"):
+        chat(tmp_path, max_new_tokens=0)
+    assert not (tmp_path / "scores").exists()
+
+
+# ------------------------------------------------------------------ one `error:` line, not a traceback
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["train.epochs=.inf", "train.max_steps="], "train.epochs=inf: Input should be a finite number"),
+    (["train.lr=.inf"], "train.lr=inf: Input should be a finite number"),
+    (["mix.seed=-1"], "mix.seed=-1: Input should be greater than or equal to 0"),
+    (["train.seed=-1"], "train.seed=-1"),
+    (["train.seed=4294967296"], "train.seed=4294967296"),
+    (["compare.seeds=[0, -1]"], "compare.seeds[1]=-1"),
+    (["sweep.ratios=[-1, 10]"], "sweep.ratios[0]=-1: Input should be greater than or equal to 0"),
+])
+def test_out_of_range_settings_fail_at_load(config_file, capsys, overrides, expected):
+    user_error(["validate", str(config_file), *overrides], capsys, "cfg.yaml:", expected)
+
+
+def test_validate_checks_lora_target_modules_against_the_model(config_file, capsys):
+    user_error(["validate", str(config_file), "lora.target_modules=[q_proj, nonexistent_proj]"], capsys,
+               "lora.target_modules: 'nonexistent_proj' matches no layer", "q_proj", "all-linear")
+    user_error(["train", str(config_file), "lora.target_modules=nonexistent_proj"], capsys,
+               "lora.target_modules: 'nonexistent_proj' matches no layer")
+    assert not (config_file.parent / "run").exists()  # refused before the folder was claimed
+    assert main(["validate", str(config_file), "lora.target_modules=[q_proj, v_proj]"]) == 0
+
+
+def test_validate_checks_the_json_schema_file(config_file, capsys):
+    (config_file.parent / "schema.json").write_text('{"type": 12}')
+    user_error(["validate", str(config_file), "eval.json_schema=schema.json"], capsys,
+               "eval.json_schema=", "schema.json", "is not a valid JSON Schema")
+    (config_file.parent / "schema.json").write_text('{"type": "object"')
+    user_error(["validate", str(config_file), "eval.json_schema=schema.json"], capsys, "not valid UTF-8 JSON")
+
+
+def test_the_error_line_never_shares_a_line_with_a_progress_bar(config_file, capsys):
+    rows = [json.loads(line) for line in (config_file.parent / "task.jsonl").read_text().splitlines()]
+    rows[20] = {"id": "bad", "prompt": "no completion"}  # found while the tokenize bar is drawn
+    (config_file.parent / "task.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["validate", str(config_file)]) == 2
+    raw = capsys.readouterr().err
+    assert "tokenize task" in raw  # the bar was drawn...
+    assert raw.endswith("\n") and raw.split("\n")[-2].startswith("error: ")  # ...and `tail -1` sees the error
+
+
+def test_overrides_may_come_after_options(config_file, capsys):
+    user_error(["validate", str(config_file), "--overwrite", "train.lr=-1"], capsys, "train.lr=-1")
+    with pytest.raises(SystemExit):
+        main(["validate", str(config_file), "--overwrite", "--nonsense"])
+    assert "unrecognized arguments: --nonsense" in capsys.readouterr().err
+
+
+def test_a_sweep_budget_that_excludes_every_cell_writes_nothing(config_file, capsys):
+    user_error(["sweep", str(config_file), "sweep.max_train_tokens=1", "sweep.ratios=[0, 1]",
+                "sweep.task_tokens=[100]", "sweep.seeds=[0]"], capsys,
+               "sweep.max_train_tokens=1 leaves out every cell", "raise it or remove it")
+    assert not (config_file.parent / "run").exists()
+
+
+def test_compare_checks_its_options_before_writing_a_plan(config_file):
+    from tellkit.study.compare import compare
+    from tellkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--workers"):
+        compare(load_config(config_file), workers=0)
+    assert not (config_file.parent / "run").exists()
+
+
+def test_a_new_adapter_is_swapped_in_the_old_one_is_never_deleted_first(tmp_path, monkeypatch):
+    from tellkit.train import trainer
+
+    dest = tmp_path / "adapter"
+    dest.mkdir()
+    (dest / "adapter_model.safetensors").write_text("old")
+
+    class FakeTrainer:  # what _save_adapter uses of the HF Trainer
+        def is_world_process_zero(self):
+            return True
+
+        def save_model(self, path):
+            Path(path).mkdir(parents=True, exist_ok=True)
+            (Path(path) / "adapter_model.safetensors").write_text("new")
+            (Path(path) / "training_args.bin").write_text("a pickle")
+
+    class FakeTokenizer:
+        def save_pretrained(self, path):
+            (Path(path) / "tokenizer.json").write_text("{}")
+
+    real, after = shutil.rmtree, []
+
+    def rmtree(path, *args, **kwargs):
+        real(path, *args, **kwargs)
+        after.append(dest.is_dir())  # is there an adapter once something was deleted?
+
+    monkeypatch.setattr(shutil, "rmtree", rmtree)
+    trainer._save_adapter(FakeTrainer(), FakeTokenizer(), dest)
+    assert all(after)
+    assert sorted(p.name for p in dest.iterdir()) == ["adapter_model.safetensors", "tokenizer.json"]
+    assert (dest / "adapter_model.safetensors").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
+
+
+def test_base_scores_never_go_into_a_folder_of_the_users(config_file, capsys):
+    base = config_file.parent / "run-base"  # where `tellkit eval CONFIG --base` writes
+    base.mkdir()
+    (base / "NOTES.md").write_text("mine")
+    user_error(["eval", str(config_file), "--base"], capsys, str(base), "NOTES.md", "did not write")
+    assert [p.name for p in base.iterdir()] == ["NOTES.md"]

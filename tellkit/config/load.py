@@ -8,6 +8,7 @@ config's folder (so a config works from any working directory) and validates.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -89,12 +90,19 @@ def _resolve_paths(raw: dict, base: Path) -> None:
             value = Path(node[key]).expanduser()
             # Hub dataset ids ("org/name") are not paths: keep them unless a local file exists.
             candidate = value if value.is_absolute() else base / value
-            if value.is_absolute() or candidate.exists() or _looks_local(node[key]) or key == "dir":
+            if value.is_absolute() or candidate.exists() or _looks_local(node[key], base) or key == "dir":
                 node[key] = str(candidate.resolve())
+    tasks = (raw.get("eval") or {}).get("general_tasks") if isinstance(raw.get("eval"), dict) else None
+    if isinstance(tasks, list):  # lm-eval task names stay names; task YAML files resolve like the paths above
+        raw["eval"]["general_tasks"] = [str((base / Path(t).expanduser()).resolve())
+                                        if isinstance(t, str) and t.endswith((".yaml", ".yml")) else t for t in tasks]
 
 
-def _looks_local(value: str) -> bool:
-    return value.startswith((".", "/", "~")) or Path(value).suffix != "" or value.count("/") != 1
+def _looks_local(value: str, base: Path) -> bool:
+    """Not a hub dataset id ("org/name"): a path-like string, one with a suffix, or one whose first part
+    is a local folder ("data/task2" next to a data/ folder is a missing file, not a dataset on the hub)."""
+    return (value.startswith((".", "/", "~")) or Path(value).suffix != "" or value.count("/") != 1
+            or (base / value.split("/")[0]).exists())
 
 
 def validate(raw: dict, source: str = "config") -> Config:
@@ -106,7 +114,7 @@ def validate(raw: dict, source: str = "config") -> Config:
 
 def _describe(err: dict, raw: dict) -> str:
     loc = [str(p) for p in err["loc"] if not str(p).startswith(("function-", "literal["))]
-    key = ".".join(loc)
+    key = re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", ".".join(loc))  # sweep.ratios[0], not sweep.ratios.0
     kind = err["type"]
     if kind == "extra_forbidden":
         parent = _model_at(loc[:-1])

@@ -8,15 +8,20 @@ print them.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from ..methods import METHODS, NAMES, TRAINED
 
+# numpy's and torch's seeds are 0 .. 2**32 - 1: checked here, so a bad seed fails at load, not mid-training
+Seed = Annotated[int, Field(ge=0, le=2 ** 32 - 1)]
+Ratio = Annotated[float, Field(ge=0, le=100_000)]  # general tokens : task tokens
+
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: `.inf` / `.nan` are valid YAML floats, but no setting means anything with them
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class ModelConfig(Section):
@@ -56,8 +61,8 @@ class AnchorConfig(Section):
 
 class MixConfig(Section):
     method: Literal[TRAINED] = "tell"  # the trained methods of tellkit/methods.py
-    ratio: float = Field(100.0, ge=0, le=100_000)  # general tokens : task tokens
-    seed: int = 0
+    ratio: Ratio = 100.0
+    seed: Seed = 0
     task_repeats: PositiveInt = 1
     allow_general_repeats: bool = False  # reuse general examples when the pool is too small
     tolerance: float = Field(0.01, gt=0, lt=1)  # allowed relative error of the achieved ratio
@@ -78,7 +83,7 @@ class TrainConfig(Section):
     # with these defaults and the same examples per step, tellkit matches or beats it (json/strict
     # 1.000 for both, field accuracy 0.463 vs 0.425 at 26 steps). A small task set needs optimizer
     # steps: 2 passes is the least the step plan accepts without a warning (train/plan.py).
-    epochs: PositiveFloat = 2
+    epochs: float = Field(2, gt=0, le=1_000_000)
     max_steps: PositiveInt | None = None  # overrides epochs when set
     # 5e-4: at 2e-4, halved again by a cosine, a few dozen LoRA r=8 steps left the quickstart model
     # chatting instead of answering in JSON (issue 12)
@@ -87,7 +92,7 @@ class TrainConfig(Section):
     grad_accum: PositiveInt = 1
     max_length: int = Field(1024, ge=16)
     packing: bool = True  # pack examples into max_length rows, no cross-example attention
-    seed: int = 0
+    seed: Seed = 0
     # constant after a 10% warm-up: the mean lr stays ~0.9 x lr however few the steps (the plan
     # prints it); a cosine or linear decay halves it, and a short run cannot spare half its updates
     scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "constant_with_warmup"
@@ -153,6 +158,17 @@ class EvalConfig(Section):
     # Generation precision. "auto": fp32 on CPU, where tellkit's fp32 decoder is both exact and faster than
     # bf16 autocast (orders: 23.6 vs 27.5 s, benchmarks/README.md); on a GPU, bf16 when training used it.
     bf16: Literal["auto", True, False] = "auto"
+    # General ability out of distribution (metric `general_ood`, run by lm-evaluation-harness in-process;
+    # docs/general-ability.md): lm-eval task, group or tag names (arc_easy, hellaswag, mmlu, ...) or task
+    # YAML files. Default: tellkit's shipped, offline suite (tellkit/evaluate/general_suite): WordNet
+    # definitions, 4-way multiple choice, and Python docstrings, bits per byte. compare and sweep measure
+    # it in every cell and in base while this is non-empty; [] turns it off.
+    general_tasks: list[str] = Field(default_factory=lambda: ["tellkit_wordnet", "tellkit_pydoc"])
+    general_limit: PositiveInt | None = None  # the first N documents of each task (lm-eval's limit); None = all
+    # The general score the forgetting budget (compare.max_general_drop) and the trade-off plot use,
+    # "TASK/METRIC" as lm-eval names it (e.g. tellkit_pydoc/bits_per_byte, arc_easy/acc_norm). None = the
+    # first task's accuracy (acc, else acc_norm, exact_match, ...): the default suite's WordNet accuracy.
+    general_score: str | None = Field(None, pattern=r"^[^/\s]+/[^/\s]+$")
 
     @field_validator("select_by")
     @classmethod
@@ -171,6 +187,9 @@ class EvalConfig(Section):
     def _schema_for_schema_score(self) -> "EvalConfig":
         if self.select_by == "json/schema" and self.json_schema is None:
             raise ValueError("eval.select_by=json/schema needs eval.json_schema (the schema to validate against)")
+        if "general_ood" in self.metrics and not self.general_tasks:
+            raise ValueError("eval.metrics has general_ood but eval.general_tasks is empty; name lm-eval tasks "
+                             "(default: tellkit_wordnet, tellkit_pydoc) or drop general_ood from eval.metrics")
         return self
 
 
@@ -192,17 +211,22 @@ class CompareConfig(Section):
     methods: list[Method] = Field(
         default_factory=lambda: list(NAMES)
     )
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     # The score that names the winner (whose run is linked as best/): "metric/score", e.g. json/strict;
     # None = the first headline score (label/accuracy, then json/strict, chrF, ...).
     score: str | None = Field(None, pattern=r"^[\w+-]+/[\w+-]+$")
+    # The forgetting budget: a method whose general score (eval.general_score, out of distribution) falls
+    # more than this below base's, in the score's own units (0.03 = 3 points of accuracy), cannot win;
+    # the winner is the best task score among the methods within it. null = task score only. Why 0.03 and
+    # why the point estimate: docs/general-ability.md (the default suite's measured noise).
+    max_general_drop: float | None = Field(0.03, ge=0)
 
 
 class SweepConfig(Section):
-    ratios: list[float] = Field(default_factory=lambda: [0, 1, 3, 10, 30, 100], min_length=1)
+    ratios: list[Ratio] = Field(default_factory=lambda: [0, 1, 3, 10, 30, 100], min_length=1)
     task_tokens: list[PositiveInt] = Field(default_factory=lambda: [1000, 10000], min_length=1)
     methods: list[Method] = Field(default_factory=lambda: ["tell", "sft"])
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     # Skip cells that would train on more tokens than this (mixture tokens x epochs): the largest
     # ratio that fits then differs per scale. Skipped cells are listed in the report.
     max_train_tokens: PositiveInt | None = None

@@ -1,7 +1,7 @@
 """Tokenize a data source once into a memory-mapped Arrow file, keyed by what changes it.
 
 The key covers the data's content hash, the tokenizer, its chat template, the
-anchor (text, position, separator) and max_length. A second run, or every cell
+anchor (text, position, separator), max_length and the encoding's version. A second run, or every cell
 of a sweep, reuses the file; a 10^8-token corpus is streamed through in
 batches so memory stays bounded, and reading it back is a memory map.
 """
@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .anchor import apply_anchor
 from .formats import to_examples
 from .readers import read_records
-from .tokenize import encode
+from .tokenize import ENCODING, encode
 
 SCHEMA = pa.schema([
     ("id", pa.string()), ("messages", pa.string()), ("input_ids", pa.list_(pa.int32())),
@@ -77,7 +77,8 @@ def tokenized_dataset(source: str, fmt: str, columns: dict, tokenizer, *, max_le
     """The tokenized source as a memory-mapped Dataset, and a small info dict (fingerprints, cache hit)."""
     data_sha = data_sha or data_fingerprint(source)
     key = hashlib.sha256(json.dumps([data_sha, fmt, columns, tokenizer_fingerprint(tokenizer), anchor,
-                                     position, separator, max_length], sort_keys=True).encode()).hexdigest()[:24]
+                                     position, separator, max_length, ENCODING],
+                                    sort_keys=True).encode()).hexdigest()[:24]
     path = cache_root() / "tokenized" / f"{name}-{key}.arrow"
     hit = path.exists()
     if not hit:

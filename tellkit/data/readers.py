@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,11 @@ def _records(source: str) -> Iterator[Record]:
         yield from _read_folder(path)
     elif path.is_file():
         yield from _read_file(path)
-    elif _is_hub_id(source):
+    elif _is_hub_id(source) and not _offline():
         yield from _read_hub(source)
     else:
-        raise DataError(f"data file not found: {source} (check the path; relative paths are relative to the config)")
+        raise DataError(f"data file not found: {source}: no such file or folder (check the path; relative paths "
+                        "are relative to the config)")
 
 
 def _read_folder(path: Path) -> Iterator[Record]:
@@ -139,6 +141,12 @@ def _read_csv(path: Path) -> Iterator[Record]:
                 yield f"{path}:{i + 2}", dict(record)  # +2: header line, 1-based
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not valid UTF-8 (byte {e.start}); re-encode the file as UTF-8") from None
+
+
+def _offline() -> bool:
+    """HF_HUB_OFFLINE / HF_DATASETS_OFFLINE set: a missing "org/name" path is a missing file, not a hub id."""
+    return any(os.environ.get(k, "").strip().lower() in ("1", "true", "yes", "on")
+               for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
 
 
 def _is_hub_id(source: str) -> bool:

@@ -18,6 +18,7 @@ import math
 import torch
 from tqdm.auto import tqdm
 
+from ..data.tokenize import prompt_ids
 from .decode import Decoder
 from .kvslots import supports_slots
 from .lean_step import LeanStep
@@ -50,7 +51,7 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
     """
     if not prompts:
         return []
-    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    ids = [prompt_ids(tokenizer, p) for p in prompts]  # a Prompt's own ids: user text never parsed as control tokens
     gen_cfg = getattr(model, "generation_config", None)
     eos = _eos_ids(gen_cfg, tokenizer)
     torch.manual_seed(seed)
@@ -60,7 +61,8 @@ def generate(model, tokenizer, prompts: list[str], *, max_new_tokens: int, batch
     with torch.inference_mode(), autocast, tqdm(total=len(prompts), desc="generate", unit=" ex",
                                                 disable=not progress) as bar:
         if not supports_slots(model) or _changes_logits(gen_cfg):
-            out = _library_generate(model, tokenizer, prompts, max_new_tokens, batch_size, do_sample, temperature, bar)
+            out = _library_generate(model, tokenizer, prompts, ids, max_new_tokens, batch_size, do_sample, temperature,
+                                    bar)
         else:
             width = decode_width(model, ids, max_new_tokens, least=batch_size, most=max_batch)
             done = (lambda toks: json_object_closed(tokenizer, toks)) if stop_at_json else None
@@ -108,7 +110,7 @@ def _picker(do_sample: bool, temperature: float):
     return lambda logits: torch.multinomial(torch.softmax(logits.float() / temperature, -1), 1)[:, 0]
 
 
-def _library_generate(model, tokenizer, prompts, max_new_tokens, batch_size, do_sample, temperature, bar):
+def _library_generate(model, tokenizer, prompts, ids, max_new_tokens, batch_size, do_sample, temperature, bar):
     """model.generate on length-sorted, left-padded batches: for models the slot decoder does not cover."""
     tokenizer.padding_side = "left"  # decoder-only models continue from the right end
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]), reverse=True)
@@ -116,8 +118,7 @@ def _library_generate(model, tokenizer, prompts, max_new_tokens, batch_size, do_
     outputs = [""] * len(prompts)
     for start in range(0, len(order), batch_size):
         idx = order[start: start + batch_size]
-        enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                        add_special_tokens=False).to(model.device)
+        enc = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, padding=True, return_tensors="pt").to(model.device)
         out = model.generate(**enc, max_new_tokens=max_new_tokens, use_cache=True,
                              pad_token_id=tokenizer.pad_token_id, top_p=None, top_k=None, **sampling)
         for i, text in zip(idx, tokenizer.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..data.tokenize import prompt_ids
 from ..errors import ConfigError
 
 INSTALL_HINT = "pip install vllm (needs a CUDA GPU), or set eval.backend: hf"
@@ -40,7 +41,7 @@ def generate_vllm(model_path: str | Path, tokenizer, prompts: list[str], *, max_
                    enable_lora=adapter is not None, **({"max_lora_rank": max(8, lora_rank)} if lora_rank else {}))
     params = vllm.SamplingParams(max_tokens=max_new_tokens, temperature=temperature if do_sample else 0.0,
                                  seed=seed, skip_special_tokens=True)
-    requests = [{"prompt_token_ids": tokenizer(p, add_special_tokens=False)["input_ids"]} for p in prompts]
+    requests = [{"prompt_token_ids": prompt_ids(tokenizer, p)} for p in prompts]  # user text stays text
     lora = LoRARequest("tellkit-adapter", 1, str(adapter)) if adapter is not None else None
     results = llm.generate(requests, params, lora_request=lora, use_tqdm=True)
     return [r.outputs[0].text.strip() for r in results]

@@ -63,12 +63,14 @@ def compute_bleurt(
     import torch
 
     try:
-        model = model_cls.from_pretrained(str(checkpoint))
+        # safetensors only, like every model tellkit loads: a pickled checkpoint can run code when loaded
+        model = model_cls.from_pretrained(str(checkpoint), use_safetensors=True)
         tokenizer = tokenizer_cls.from_pretrained(str(checkpoint))
     except (OSError, ValueError) as exc:
         raise ModelError(
             f"could not load a BLEURT checkpoint from {checkpoint} ({exc}); "
-            "check that it is a bleurt-pytorch checkpoint directory"
+            "check that it is a bleurt-pytorch checkpoint directory with its weights as model.safetensors "
+            "(tellkit loads no pickled weights)"
         ) from exc
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = model.to(device).eval()

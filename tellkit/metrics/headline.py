@@ -8,8 +8,9 @@ HEADLINE_ORDER = ("label/accuracy", "label/f1", "json/strict", "json/field_exact
 
 
 def headline_scores(summary: dict, k: int = 4) -> list[str]:
-    """The task scores a report leads with; general/* (retention) is reported beside them, not among them."""
-    available = {s for m in summary.values() for s in m["scores"] if not s.startswith("general/")}
+    """The task scores a report leads with; general ability (general/*, general_ood/*) is reported beside
+    them, not among them."""
+    available = {s for m in summary.values() for s in m["scores"] if not s.startswith(("general/", "general_ood/"))}
     first = [s for s in HEADLINE_ORDER if s in available]
     rest = sorted(available - set(first))
     return (first + rest)[:k]

@@ -33,30 +33,33 @@ from tellkit.metrics.base import Metric, Statistic, indexed_score, item_mean, it
 from tellkit.metrics.jsonparse import parse_lenient, parse_strict
 
 
-def load_schema_validator(schema: dict[str, Any] | str | Path | None) -> Validator | None:
-    """A validator for ``options["json_schema"]`` (a schema dict or a path to a .json file)."""
+def load_schema_validator(schema: dict[str, Any] | str | Path | None,
+                          what: str = "options.json_schema") -> Validator | None:
+    """A validator for ``options["json_schema"]`` (a schema dict or a path to a .json file); errors
+    name the setting as `what` (validate passes "eval.json_schema")."""
     if schema is None:
         return None
     if isinstance(schema, (str, Path)):
         path = Path(schema)
         if not path.is_file():
             raise ConfigError(
-                f"options.json_schema: schema file {path} does not exist; "
+                f"{what}: schema file {path} does not exist; "
                 "give a path to a JSON Schema .json file or the schema itself as a mapping"
             )
         try:
             schema = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"options.json_schema: {path} is not valid JSON ({exc}); fix the schema file") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{what}: {path} is not valid UTF-8 JSON ({exc}); fix the schema file") from exc
     if not isinstance(schema, dict):
         raise ConfigError(
-            f"options.json_schema must be a JSON Schema object (mapping) or a path to one, got {type(schema).__name__}"
+            f"{what} must be a JSON Schema object (mapping) or a path to one, got {type(schema).__name__}"
         )
     cls = validator_for(schema)
     try:
         cls.check_schema(schema)
     except SchemaError as exc:
-        raise ConfigError(f"options.json_schema is not a valid JSON Schema: {exc.message}; fix the schema") from exc
+        where = f" ({schema_path})" if (schema_path := "/".join(map(str, exc.path))) else ""
+        raise ConfigError(f"{what} is not a valid JSON Schema: {exc.message}{where}; fix the schema") from exc
     return cls(schema)
 
 

@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tellkit.metrics import METRICS, general
+from tellkit.metrics import METRICS, general, general_ood
 from tellkit.metrics import bootstrap
 from tellkit.metrics.base import Statistic, item_mean
 
@@ -27,10 +27,14 @@ def split(key: str) -> tuple[str, str]:
     return metric, name
 
 
-def higher_is_better(key: str) -> bool:
-    metric, _ = split(key)
+def higher_is_better(key: str, result: Mapping[str, Any] | None = None) -> bool:
+    """Whether a larger `key` is better; general_ood's direction is its lm-eval task's, read from `result`
+    (one seed's general_ood result) or, without one, assumed higher."""
+    metric, name = split(key)
     if metric == general.NAME:
         return general.HIGHER_IS_BETTER
+    if metric == general_ood.NAME:
+        return general_ood.higher_is_better(name, result)
     return METRICS[metric].higher_is_better if metric in METRICS else True
 
 
@@ -46,6 +50,8 @@ def statistic(key: str, result: Mapping[str, Any]) -> Statistic | None:
     metric, name = split(key)
     if metric == general.NAME:
         fn = general.statistic(name, result)
+    elif metric == general_ood.NAME:
+        fn = general_ood.statistic(name, result)
     else:
         fn = METRICS[metric].statistic(name, result) if metric in METRICS else item_mean
     return None if fn is item_mean else fn
@@ -80,6 +86,6 @@ def difference(key: str, results_a: Results, results_b: Results, alpha: float = 
     """score(A) - score(B) with an interval and a verdict ("A better" / "B better" / "no clear difference")."""
     found_a, found_b = _with(key, results_a), _with(key, results_b)
     return bootstrap.difference_ci(_values(key, found_a), _values(key, found_b), alpha,
-                                   higher_is_better=higher_is_better(key),
+                                   higher_is_better=higher_is_better(key, (found_a or found_b or [None])[0]),
                                    items_a=_items(key, found_a), items_b=_items(key, found_b),
                                    statistic=statistic(key, found_a[0]) if found_a else None)

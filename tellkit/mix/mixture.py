@@ -21,7 +21,7 @@ from datasets import Dataset, concatenate_datasets
 
 from ..config.schema import MixConfig
 from ..errors import DataError
-from ..io import atomic_path, write_json_atomic
+from ..io import atomic_paths, write_json
 from ..methods import METHODS
 
 TASK, GENERAL = 0, 1
@@ -47,20 +47,26 @@ class Mixture:
         """Write mixture.jsonl and mixture.json; return the sha256 fingerprint of the ordered contents."""
         out_dir.mkdir(parents=True, exist_ok=True)
         h = hashlib.sha256()
+        # one write for the pair: mixture.json (the record) is replaced last, so a crash never leaves an
+        # old mixture.json describing a new mixture.jsonl
+        with atomic_paths(out_dir / "mixture.jsonl", out_dir / "mixture.json") as (tmp, tmp_report):
+            with open(tmp, "w", encoding="utf-8") as f:
+                self._write_rows(f, h)
+            self.report["fingerprint"] = h.hexdigest()
+            write_json(tmp_report, self.report)
+        return self.report["fingerprint"]
+
+    def _write_rows(self, f, h) -> None:
         rows = self.dataset().select_columns(["id", "n_tokens", "n_supervised", "messages"])
         sources = iter(self.order[:, 0])
-        with atomic_path(out_dir / "mixture.jsonl") as tmp, open(tmp, "w", encoding="utf-8") as f:
-            for batch in rows.iter(batch_size=1024):  # batched reads; input_ids/labels pages are never touched
-                for rid, n, n_sup, messages in zip(batch["id"], batch["n_tokens"], batch["n_supervised"],
-                                                   batch["messages"]):
-                    line = json.dumps({"id": rid, "source": SOURCES[next(sources)], "n_tokens": n,
-                                       "n_supervised": n_sup, "messages": json.loads(messages)},
-                                      ensure_ascii=False) + "\n"
-                    h.update(line.encode("utf-8"))
-                    f.write(line)
-        self.report["fingerprint"] = h.hexdigest()
-        write_json_atomic(out_dir / "mixture.json", self.report)
-        return self.report["fingerprint"]
+        for batch in rows.iter(batch_size=1024):  # batched reads; input_ids/labels pages are never touched
+            for rid, n, n_sup, messages in zip(batch["id"], batch["n_tokens"], batch["n_supervised"],
+                                               batch["messages"]):
+                line = json.dumps({"id": rid, "source": SOURCES[next(sources)], "n_tokens": n,
+                                   "n_supervised": n_sup, "messages": json.loads(messages)},
+                                  ensure_ascii=False) + "\n"
+                h.update(line.encode("utf-8"))
+                f.write(line)
 
 
 def build_mixture(task: Dataset | None, general: Dataset | None, cfg: MixConfig, *,

@@ -5,7 +5,6 @@ load its tokenizer, tokenize each data source once (`Prepared`), and build a met
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from datasets import Dataset
 
@@ -67,9 +66,8 @@ def prepare(cfg: Config) -> Prepared:
     return Prepared(cfg=cfg, model_ref=str(ref), tokenizer=tok, anchor=text, infos={})
 
 
-def mix(cfg: Config, out_dir: Path | None = None, *, prepared: Prepared | None = None,
-        match_tokens: int | None = None) -> Mixture:
-    """Build the mixture for cfg.mix.method and write mixture.jsonl + mixture.json to out_dir."""
+def mix(cfg: Config, *, prepared: Prepared | None = None, match_tokens: int | None = None) -> Mixture:
+    """Build the mixture for cfg.mix.method (in memory; pipeline.write_mixture writes it to a folder)."""
     p = prepared or prepare(cfg)
     method = METHODS[cfg.mix.method]
     require_anchor(method.name, p.anchor)
@@ -83,6 +81,4 @@ def mix(cfg: Config, out_dir: Path | None = None, *, prepared: Prepared | None =
     mixture.report["anchor"] = p.anchor if method.anchored else None
     mixture.report["anchor_position"] = cfg.anchor.position
     mixture.report["data"] = p.infos
-    if out_dir is not None:
-        mixture.write(Path(out_dir))
     return mixture

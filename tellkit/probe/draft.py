@@ -153,9 +153,9 @@ def draft_anchors(cfg: Config, k: int = 4, n: int = 5, model_ref: str | Path | N
 
     `model_ref`: the drafting model (alias, local folder or hub id); default the config's model.
     """
-    from .probe import load_on_device, task_examples
-    from ..data.tokenize import render
+    from ..data.tokenize import encode_prompt
     from ..generation.generate import generate
+    from .probe import load_on_device, task_examples
 
     if k < 1 or n < 0 or max_new_tokens < 1:
         raise ConfigError(f"draft: need k >= 1, n >= 0 and max_new_tokens >= 1 (got k={k}, n={n}, "
@@ -164,8 +164,7 @@ def draft_anchors(cfg: Config, k: int = 4, n: int = 5, model_ref: str | Path | N
     drafted: list[str] = []
     if n > 0:
         model, tok, _ = load_on_device(cfg, model_ref)
-        prompt = render(tok, [{"role": "user", "content": drafting_prompt(stats[:k], max_chars)}],
-                        add_generation_prompt=True)
+        prompt = encode_prompt(tok, [{"role": "user", "content": drafting_prompt(stats[:k], max_chars)}])
         replies = generate(model, tok, [prompt] * n, max_new_tokens=max_new_tokens, batch_size=n,
                            do_sample=True, temperature=TEMPERATURE, seed=seed)
         drafted = [c for c in map(clean_candidate, replies) if c]

@@ -57,7 +57,7 @@ from ..config import Config
 from ..data.anchor import anchor_text, apply_anchor
 from ..data.formats import to_examples
 from ..data.readers import read_records
-from ..data.tokenize import encode_prompt
+from ..data.tokenize import encode_prompt, prompt_ids
 from ..errors import ConfigError, TellkitError
 from ..io import write_json_atomic
 from ..runs.loader import load_model, merge_adapter, model_ref
@@ -139,8 +139,8 @@ def hidden_states(model, tokenizer, prompts: list[str], layer: int, pooling: str
         with torch.inference_mode():
             for start in range(0, len(order), batch_size):
                 idx = order[start: start + batch_size]
-                enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                                add_special_tokens=False).to(model.device)
+                enc = tokenizer.pad({"input_ids": [prompt_ids(tokenizer, prompts[i]) for i in idx]}, padding=True,
+                                    return_tensors="pt").to(model.device)
                 mask = enc["attention_mask"]
                 if bool((mask.sum(1) == 0).any()):
                     raise TellkitError("a probe prompt tokenizes to nothing; check the data and chat template")

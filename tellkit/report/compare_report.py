@@ -1,9 +1,9 @@
-"""report.md / report.html for `tellkit compare`: the winner first, then the outcome, scores with cost and
-retention (general loss), differences, plots, samples, assumptions."""
+"""report.md / report.html for `tellkit compare`: what each method buys on the task and costs in general
+ability first, then the winner, the outcome, scores with cost, general ability out of distribution with the
+Pareto plot, the held-out (in-distribution) general loss, differences, plots, samples, assumptions."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -13,6 +13,7 @@ from ..metrics.bootstrap import STUDENT_T
 from ..metrics.headline import headline_scores
 from .html import md_table, shorten, write_report
 from .losses import write_method_plots
+from .general_axis import HELD_OUT_LABEL, buys_and_costs, general_section
 from .plots import plot_metric_bars, plot_score_vs_general
 from .retention import GENERAL, compare_changes, compare_points, fmt_change, has_general
 
@@ -93,14 +94,16 @@ def write_compare_report(result: dict, cfg, out: Path) -> tuple[Path, Path]:
     all_keys = {k for m in summary.values() for k in m["scores"]}
     general = has_general(all_keys)
     changes = compare_changes(result["cells"], methods) if general else {}
+    winner = result.get("winner")
     md = [f"# TELL vs baselines — {Path(cfg.task.path).parent.name}/{Path(cfg.task.path).name}", "",
-          *winner_lines(result.get("winner")),
+          *buys_and_costs(result, winner, winner["score"] if winner else scores[0]),
+          *winner_lines(winner),
           f"Model `{cfg.model.name}`, seeds {result['seeds']}, ratio {cfg.mix.ratio:g} (tokens), "
           f"task token budget {cfg.task.token_budget or 'all'}. Scores are means over seeds. "
           + interval_note(summary, scores + ([GENERAL] if general else [])), "",
           "## Outcome", *(outcome_lines(result, scores) or ["- (no TELL/SFT pair to compare)"]), "",
           "## Scores and cost", ""]
-    retention_cols = ["general loss", "change from base"] if general else []
+    retention_cols = [HELD_OUT_LABEL, "change from base"] if general else []
     rows = [[m, *[fmt_ci(summary[m]["scores"].get(k)) for k in scores],
              *([fmt_ci(summary[m]["scores"].get(GENERAL)), *_change_cells(changes, m)] if general else [])]
             for m in methods]
@@ -117,10 +120,12 @@ def write_compare_report(result: dict, cfg, out: Path) -> tuple[Path, Path]:
     md += ["", "Compute-matched comparisons: " + "; ".join(f"`{k}`: {v}" for k, v in result["matched"].items())
            + ". `sft` and `sft+anchor` train the same epochs over the task data as `tell`, so fewer steps.", ""]
     if general:
-        md += ["General loss: mean assistant-token loss on held-out general data (lower keeps more general "
-               "ability); change from base paired by held-out example where per-example losses are stored.", ""]
+        md += ["Held-out general loss: mean assistant-token loss on held-out examples from the same source as the "
+               "general mix (lower is better). TELL trains on that distribution, so this is in-distribution "
+               "retention, not general ability; change from base paired by held-out example.", ""]
     elif cfg.general and cfg.general.heldout_path:
-        md += ["(Add `general` to `eval.metrics` to see what each method costs in general ability.)", ""]
+        md += ["(Add `general` to `eval.metrics` for the held-out loss on the general mix's own source.)", ""]
+    md += general_section(result, winner, winner["score"] if winner else scores[0], out)
 
     md += ["## Differences (TELL minus baseline)", ""]
     drows = [[pair, k, f"{d['mean_diff']:+.3f}", f"[{d['ci_low']:.3f}, {d['ci_high']:.3f}]",
@@ -139,7 +144,8 @@ def write_compare_report(result: dict, cfg, out: Path) -> tuple[Path, Path]:
         points = compare_points(summary, methods, scores[0])
         if points:
             plot_score_vs_general(points, scores[0], out / "retention.png",
-                                  title=f"{scores[0]} vs held-out general loss", bounds=pooled.bounds(scores[0]))
+                                  title=f"{scores[0]} vs held-out general loss (in distribution)",
+                                  bounds=pooled.bounds(scores[0]))
             md += ["", "![retention](retention.png)"]
     seed0 = result["seeds"][0]
     md += ["", *write_method_plots({c["method"]: c["run_dir"] for c in result["cells"]

@@ -218,13 +218,18 @@ def plot_tsne(points: np.ndarray, groups: Sequence[str], path: PathLike, title: 
 def plot_score_vs_general(
     points: Sequence[dict], metric: str, path: PathLike, title: str | None = None,
     bounds: tuple[float, float] | None = None,
+    xlabel: str = "held-out general loss, same source as the general mix (lower keeps more)",
+    budget: float | None = None, budget_label: str = "forgetting budget",
 ) -> Path:
-    """The retention trade-off: task `metric` (y) against held-out general loss (x).
+    """The trade-off: task `metric` (y) against a general-ability measure (x): held-out general loss, or
+    (the Pareto plot of a verdict) a general score out of distribution.
 
     `points`: dicts with "method", "score", "general" and an optional "label" (e.g. "r=10"); one
     point per method x ratio, a method's points joined in the given order. The "base" point is a
     black star with dotted guides through it, so "better on the task" (above) and "keeps general
-    ability" (left of it) read off directly. `bounds` as in plot_metric_bars."""
+    ability" (the side of the guide the x label names) read off directly. `budget`: the x beyond
+    which a method breaks the forgetting budget, drawn as a red line with that side shaded.
+    `bounds` as in plot_metric_bars."""
     fig, ax = plt.subplots(figsize=(7, 5))
     methods = list(dict.fromkeys(p["method"] for p in points))
     for i, method in enumerate(m for m in methods if m != "base"):
@@ -238,10 +243,17 @@ def plot_score_vs_general(
         ax.scatter([p["general"]], [p["score"]], marker="*", s=220, color="black", zorder=5, label="base")
         ax.axvline(p["general"], color="black", linestyle=":", linewidth=1)
         ax.axhline(p["score"], color="black", linestyle=":", linewidth=1)
-    ax.set(title=title or f"{metric} vs held-out general loss",
-           xlabel="held-out general loss (lower keeps more general ability)", ylabel=metric)
+    ax.set(title=title or f"{metric} vs general ability", xlabel=xlabel, ylabel=metric)
     _bounded_y(ax, bounds, room=0.04, below=0.04)
     ax.margins(x=0.08)  # room for the ratio labels of the outermost points
+    if budget is not None and math.isfinite(budget):
+        base_x = next((p["general"] for p in points if p["method"] == "base"), None)
+        lo, hi = ax.get_xlim()
+        ax.set_xlim(min(lo, budget - 0.05 * (hi - lo)), max(hi, budget + 0.05 * (hi - lo)))
+        lo, hi = ax.get_xlim()
+        over = (lo, budget) if base_x is None or budget <= base_x else (budget, hi)
+        ax.axvspan(*over, color="red", alpha=0.07, linewidth=0)
+        ax.axvline(budget, color="red", linestyle="--", linewidth=1.2, label=budget_label)
     ax.grid(alpha=0.3)
     _legend(ax)
     return _save(fig, path)

@@ -1,9 +1,11 @@
-"""Retention: what each method costs in general ability, next to what it gains on the task.
+"""The held-out general loss beside the task score: in-distribution retention.
 
-The measure is the `general` metric, the mean assistant-token loss on held-out general data (lower
-keeps more of the model's general ability), and its change from the untrained model. A method that
-wins on the task by raising the general loss far above base has not won; the table and the
-trade-off plot (task score against general loss, base marked) put the two side by side.
+The measure is the `general` metric, the mean assistant-token loss on held-out examples from the same
+source as the general mix (lower is better), and its change from the untrained model. TELL trains on
+that distribution, so a falling loss may only mean it fits the mix's style: reports label it as
+in-distribution and put general ability out of distribution (`general_ood`, report/general_axis.py)
+first. The table and the trade-off plot (task score against held-out loss, base marked) remain, to
+show both.
 """
 
 from __future__ import annotations
@@ -99,18 +101,19 @@ def sweep_section(rows: list[dict], score: str, out: Path) -> list[str]:
     points = sweep_points(rows, score)
     if not points:
         return []
-    md = ["## Retention: task score against held-out general loss", "",
-          "General loss = mean assistant-token loss on held-out general data (`general` metric); lower keeps "
-          "more general ability. Change = the cell's general loss minus the untrained model's (mean over "
-          "seeds).", ""]
+    md = ["## Held-out general loss (same source as the general mix)", "",
+          "Held-out general loss = mean assistant-token loss on held-out examples from the general mix's own "
+          "source (`general` metric; lower is better). TELL trains on that distribution, so this is "
+          "in-distribution retention; general ability out of distribution is the section above. Change = the "
+          "cell's loss minus the untrained model's (mean over seeds).", ""]
     for t, pts in sorted(points.items()):
         name = f"retention_t{t}.png"
-        plot_score_vs_general(pts, score, out / name, title=f"{score} vs general loss ({t} task tokens)",
+        plot_score_vs_general(pts, score, out / name, title=f"{score} vs held-out general loss ({t} task tokens)",
                               bounds=pooled.bounds(score))
         table = [[p["method"], "–" if p["method"] == "base" else f"{p['ratio']:g}", p["seeds"], _fmt(p["score"]),
                   _fmt(p["general"]), "0 (reference)" if p["method"] == "base" else _fmt(p["change"], signed=True)]
                  for p in pts]
         md += [f"### {t} task tokens", "",
-               md_table(["method", "ratio", "seeds", score, "general loss", "change from base"], table), "",
+               md_table(["method", "ratio", "seeds", score, "held-out general loss", "change from base"], table), "",
                f"![retention]({name})", ""]
     return md

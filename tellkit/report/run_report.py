@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .. import owned
+from ..errors import TellkitError
 from ..runs.rundir import RunDir
 from ..train.memory import report_lines
 from .html import md_table, shorten, write_report
@@ -13,7 +15,10 @@ from .losses import SMOOTHING_NOTE, write_run_loss_plot
 
 def write_run_report(run_dir: str | Path) -> tuple[Path, Path]:
     run = RunDir(run_dir)
-    state = run.state() or {}
+    state = run.state()
+    if state is None:
+        raise TellkitError(f"{run.path} is not a tellkit run folder (no run.json), so it has no report to write")
+    owned.require_run_folder(run.path, state, claiming=False)  # never write report.md into someone else's folder
     status = state.get("status", "unknown")
     m, t = state.get("mixture", {}), state.get("train", {})
     md = [f"# tellkit run — {run.path.name}", ""]

@@ -9,6 +9,8 @@ from ..methods import METHODS
 from ..metrics.bootstrap import STUDENT_T
 from .html import md_table, write_report
 from .losses import write_method_plots
+from .general_axis import sweep_lines
+from .general_axis import sweep_section as general_section
 from .plots import plot_ratio_curves, plot_scale_curves
 from .retention import GENERAL, sweep_section
 
@@ -21,6 +23,7 @@ def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple
                "Curves and the multiplier use only those; rerun the sweep command to finish it.", ""]
     wall = (f"Sweep wall time {summary['total_seconds']} s" if summary.get("total_seconds") is not None
             else "Written by `tellkit report`")
+    md += sweep_lines(summary.get("general"), score)  # both axes first: task score and general ability
     md += [f"{summary['cells']} cells, primary score **{score}**, seeds {cfg.sweep.seeds}. "
            f"{wall} (sum of the cells' training time {summary['sum_of_cell_seconds']} s; data were tokenized once). "
            + interval_line(curves), ""]
@@ -63,7 +66,8 @@ def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple
     if summary.get("over_budget"):
         md += [f"Left out as over `sweep.max_train_tokens` ({summary['max_train_tokens']} training tokens): "
                + ", ".join(f"`{n}`" for n in summary["over_budget"]) + ".", ""]
-    md += sweep_section(rows, score, out)  # retention: general loss and its change from base, trade-off plot
+    md += general_section(summary.get("general"), score, out)  # out of distribution: table and Pareto plots
+    md += sweep_section(rows, score, out)  # held-out loss (in distribution) and its change from base, trade-off plot
     md += ["## All cells", ""]
     retention = [GENERAL] if any(r.get(GENERAL) is not None for r in rows) else []
     cols = ["method", "task_tokens", "ratio", "seed", score, *retention, "train_tokens", "optimizer_steps",

@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 from typing import IO
 
+from ..data.tokenize import encode_prompt
+from ..errors import check_count
 from ..runs.source import load_merged, open_run
+from .predict import utf8_line
 
 
 def chat(run_dir: str | Path, *, max_new_tokens: int | None = None, stdin: IO[str] | None = None,
@@ -19,12 +22,14 @@ def chat(run_dir: str | Path, *, max_new_tokens: int | None = None, stdin: IO[st
     import torch
     from transformers import TextStreamer
 
+    check_count(max_new_tokens, "--max-new-tokens")
     src = open_run(run_dir)
     model, tok = load_merged(src)
     model.eval()
     stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
     interactive = stdin.isatty()
-    max_new = max_new_tokens or src.cfg.eval.max_new_tokens
+    max_new = src.cfg.eval.max_new_tokens if max_new_tokens is None else max_new_tokens
+    read = getattr(stdin, "buffer", stdin).readline  # bytes from sys.stdin: decoded (and checked) by utf8_line
 
     class _Out(TextStreamer):  # TextStreamer prints to sys.stdout; send it where we were asked to
         def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
@@ -34,11 +39,14 @@ def chat(run_dir: str | Path, *, max_new_tokens: int | None = None, stdin: IO[st
     anchor = f" (anchor: {src.anchor!r})" if src.anchor else ""
     print(f"chat with {src.path.name}{anchor}; /reset starts over, /exit or Ctrl-D quits", file=sys.stderr)
     history: list[dict] = []
-    turns = 0
+    turns = lineno = 0
     while True:
         if interactive:
             print("you> ", end="", file=sys.stderr, flush=True)
-        line = stdin.readline()
+        line = read()
+        lineno += 1
+        if line:
+            line = utf8_line(line, f"<stdin>:{lineno}")
         if not line or line.strip() == "/exit":
             return turns
         text = line.strip()
@@ -48,8 +56,8 @@ def chat(run_dir: str | Path, *, max_new_tokens: int | None = None, stdin: IO[st
             history = []
             continue
         history.append({"role": "user", "content": text})
-        enc = tok.apply_chat_template(src.anchored(history), add_generation_prompt=True, return_tensors="pt",
-                                      return_dict=True).to(model.device)
+        ids = torch.tensor([encode_prompt(tok, src.anchored(history)).ids], device=model.device)  # user text stays text
+        enc = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         with torch.inference_mode():
             out = model.generate(**enc, max_new_tokens=max_new, do_sample=False, top_p=None, top_k=None,
                                  pad_token_id=tok.pad_token_id,

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import TellkitError
+from ..io import check_writable
 from ..runs.source import load_merged, open_run
 from .card import model_card
 from .gguf_export import OUTTYPES, write_gguf
@@ -31,6 +32,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, gguf: bool = False, outt
         raise TellkitError(f"{out} already exists; choose another --out or remove it")
     if gguf and outtype not in OUTTYPES:
         raise TellkitError(f"--outtype {outtype!r} is not supported; use one of {', '.join(OUTTYPES)}")
+    check_writable(out)  # a folder we may not write into fails now, named, not after the model loads
     new_parents = [d for d in out.parents if not d.exists()]  # deepest first: removed again on failure
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
@@ -53,7 +55,7 @@ def export_run(run_dir: str | Path, out: str | Path, *, gguf: bool = False, outt
             # its own folder: transformers, given DIR and gguf_file=, mixes DIR's tokenizer files into the GGUF's
             # tokenizer and loses the chat template
             (tmp / "gguf").mkdir()
-            write_gguf(tmp, tmp / "gguf" / gguf_name, outtype)
+            write_gguf(tmp, tmp / "gguf" / gguf_name, outtype, name=out.name)  # not the temp folder's name
         (tmp / "README.md").write_text(model_card(src, gguf_name), encoding="utf-8")
         _as_umask_allows(tmp)
         tmp.rename(out)

@@ -23,8 +23,11 @@ OUTTYPES = ("f16", "f32", "q8_0")
 ARCHS = ("llama",)  # model_type values written with gguf's LLAMA tensor map (SmolLM2, Llama 2/3 style)
 
 
-def write_gguf(model_dir: str | Path, out_file: str | Path, outtype: str = "f16") -> Path:
-    """Convert the safetensors model folder ``model_dir`` (what save_pretrained wrote) into ``out_file``."""
+def write_gguf(model_dir: str | Path, out_file: str | Path, outtype: str = "f16", name: str | None = None) -> Path:
+    """Convert the safetensors model folder ``model_dir`` (what save_pretrained wrote) into ``out_file``.
+
+    ``name`` is the GGUF's general.name (default: the folder's name; an export passes its final folder's,
+    since it converts in a temp folder)."""
     import gguf
     import torch
     from safetensors import safe_open
@@ -40,7 +43,7 @@ def write_gguf(model_dir: str | Path, out_file: str | Path, outtype: str = "f16"
              "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[outtype]
 
     writer = gguf.GGUFWriter(str(out_file), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
-    _add_header(writer, config, model_dir.name, ftype)
+    _add_header(writer, config, name or model_dir.name, ftype)
     _add_vocab(writer, tokenizer, model_dir, config["vocab_size"])
 
     n_head, n_kv = config["num_attention_heads"], config.get("num_key_value_heads") or config["num_attention_heads"]

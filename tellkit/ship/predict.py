@@ -17,8 +17,8 @@ from typing import IO
 from ..data.formats import ALIASES, detect_format, to_examples
 from ..data.readers import read_records
 from ..data.tokenize import encode_prompt
-from ..errors import DataError
-from ..io import atomic_path
+from ..errors import DataError, check_count
+from ..io import atomic_path, check_writable
 from ..runs.source import RunSource, load_merged, open_run
 
 CHUNK = 256  # prompts per generate call: output is written (and flushed) as each chunk finishes
@@ -44,10 +44,10 @@ def read_inputs(source: str, columns: dict | None = None, stdin: IO[str] | None 
     """``{"id", "messages" (without the answer), "gold"}`` per input, from a data file or '-' (stdin)."""
     columns = columns or {}
     if source == "-":
-        lines = [line.rstrip("\n") for line in (stdin or sys.stdin)]
-        records = _sniff(lines)
+        records = _sniff(utf8_lines(stdin or sys.stdin, "<stdin>"))
     elif Path(source).suffix == ".txt":
-        records = _sniff(Path(source).read_text(encoding="utf-8").splitlines(), force_text=True)
+        with open(source, "rb") as f:
+            records = _sniff(utf8_lines(f, source), force_text=True, where=source)
     else:
         records = read_records(source)
     golds: list[str | None] = []
@@ -62,19 +62,39 @@ def read_inputs(source: str, columns: dict | None = None, stdin: IO[str] | None 
         yield {"id": ex["id"], "messages": ex["messages"][:-1], "gold": golds[i]}
 
 
-def _sniff(lines: list[str], force_text: bool = False) -> list[tuple[str, dict]]:
+def utf8_lines(stream, where: str) -> list[str]:
+    """The lines of a binary or text stream as UTF-8 text (newline dropped); invalid bytes are a DataError
+    naming the line, not a UnicodeDecodeError (or, from a text stdin, surrogates the tokenizer rejects)."""
+    raw_stream = getattr(stream, "buffer", stream)  # sys.stdin: read its bytes, decode them ourselves
+    lines = []
+    for n, line in enumerate(raw_stream, 1):
+        lines.append(utf8_line(line, f"{where}:{n}").rstrip("\r\n"))
+    return lines
+
+
+def utf8_line(line: bytes | str, where: str) -> str:
+    """One line as UTF-8 text; a DataError naming `where` when it is not valid UTF-8."""
+    try:
+        return (line.decode("utf-8-sig" if where.endswith(":1") else "utf-8") if isinstance(line, bytes)
+                else line.encode("utf-8").decode("utf-8"))  # a str from a lenient text stream may hold surrogates
+    except UnicodeError as e:
+        byte = f" (byte {e.start})" if isinstance(line, bytes) else ""
+        raise DataError(f"{where}: not valid UTF-8{byte}; send UTF-8 text (re-encode it, e.g. with iconv)") from None
+
+
+def _sniff(lines: list[str], force_text: bool = False, where: str = "<stdin>") -> list[tuple[str, dict]]:
     lines = [line for line in lines if line.strip()]
     as_json = not force_text and bool(lines) and lines[0].lstrip().startswith("{")
     out = []
     for n, line in enumerate(lines, 1):
         if as_json:
             try:
-                out.append((f"<stdin>:{n}", json.loads(line)))
+                out.append((f"{where}:{n}", json.loads(line)))
             except json.JSONDecodeError as e:
-                raise DataError(f"<stdin>:{n}: not a JSON object ({e.msg}); give JSONL, or one prompt per line") \
+                raise DataError(f"{where}:{n}: not a JSON object ({e.msg}); give JSONL, or one prompt per line") \
                     from None
         else:
-            out.append((f"<stdin>:{n}", {"prompt": line}))
+            out.append((f"{where}:{n}", {"prompt": line}))
     if not out:
         raise DataError("no inputs: the input is empty")
     return out
@@ -83,8 +103,12 @@ def _sniff(lines: list[str], force_text: bool = False) -> list[tuple[str, dict]]
 def predict(run_dir: str | Path, source: str, output: str | Path | None = None, *, max_new_tokens: int | None = None,
             batch_size: int | None = None, stdin: IO[str] | None = None, stdout: IO[str] | None = None) -> int:
     """Write one JSON line per input (id, query, output, and gold when the input had one); returns the count."""
+    check_count(max_new_tokens, "--max-new-tokens")
+    check_count(batch_size, "--batch-size")
     src = open_run(run_dir)
     inputs = list(read_inputs(source, src.cfg.task.columns, stdin))  # bad input fails before the model loads
+    if output is not None:
+        check_writable(output)  # and so does an output file that cannot be written
     model, tok = load_merged(src)
     if output is None:
         return _write(src, model, tok, inputs, stdout or sys.stdout, max_new_tokens, batch_size)
@@ -103,8 +127,9 @@ def _write(src: RunSource, model, tok, inputs: list[dict], out: IO[str], max_new
         for start in range(0, len(inputs), CHUNK):
             chunk = inputs[start: start + CHUNK]
             prompts = [encode_prompt(tok, src.anchored(x["messages"])) for x in chunk]
-            outputs = generate(model, tok, prompts, max_new_tokens=max_new_tokens or e.max_new_tokens,
-                               batch_size=batch_size or e.batch_size, max_batch=e.max_batch,
+            outputs = generate(model, tok, prompts,
+                               max_new_tokens=e.max_new_tokens if max_new_tokens is None else max_new_tokens,
+                               batch_size=e.batch_size if batch_size is None else batch_size, max_batch=e.max_batch,
                                stop_at_json=e.stop_at_json, do_sample=e.do_sample, temperature=e.temperature,
                                seed=src.cfg.train.seed, progress=len(inputs) > 1)
             for x, o in zip(chunk, outputs):

@@ -17,10 +17,11 @@ from ..io import write_json_atomic
 from ..methods import METHODS, ROWS, require_tell
 from ..metrics import pooled
 from ..mix.prepare import prepare
-from .execute import execute
+from ..owned import require_plan_folder
+from .execute import check_execution, execute
 from .execute.cell import result as cell_result
 from .execute.plan import Cell, Plan, make_plan, store
-from .winner import hand_over
+from .winner import check_best, hand_over
 
 MATCHED = {m.name: m.same_as_tell for m in ROWS if m.same_as_tell}  # comparison.json's "matched"
 
@@ -32,16 +33,26 @@ def plan_compare(cfg: Config, out: Path, prepared) -> Plan:
     cells = [Cell(name=f"{m}-s{seed}", method=m, seed=seed, run_dir=f"{m}-s{seed}",
                   depends_on=f"tell-s{seed}" if METHODS[m].matched else None)
              for seed in cfg.compare.seeds for m in sorted(trained, key=lambda m: m != "tell")]
-    cells += [Cell(name=m, method=m, seed=None, run_dir=m) for m in cfg.compare.methods if not METHODS[m].trains]
+    cells += [Cell(name=m, method=m, seed=None, run_dir=m) for m in compared_methods(cfg) if not METHODS[m].trains]
     return make_plan("compare", cfg, out, cells, prepared, hint="lower mix.ratio, add general data, or allow "
                      "reuse with mix.allow_general_repeats=true")
+
+
+def compared_methods(cfg: Config) -> list[str]:
+    """compare.methods, and base whenever general ability is measured: it is the reference of that axis."""
+    methods = list(cfg.compare.methods)
+    return methods + ["base"] if cfg.eval.general_tasks and "base" not in methods else methods
 
 
 def compare(cfg: Config, out: Path | None = None, *, workers: int = 1, ray: str | None = None,
             cell_cpus: int = 1) -> dict:
     out = Path(out or cfg.output.dir)
-    methods = list(cfg.compare.methods)
+    methods = compared_methods(cfg)
     require_tell(methods, "compare.methods")
+    # before anything is planned or written: the options, the folder, and a best/ of the user's
+    check_execution(workers=workers, ray=ray, cell_cpus=cell_cpus)
+    require_plan_folder(out, "compare")
+    check_best(out)
     prepared = prepare(cfg)
     plan = plan_compare(cfg, out, prepared)  # bad data/metrics/ratio fail before any cell trains
     store(plan, replan=True)  # a compare's cells do not depend on each other's grid: a new plan is safe
@@ -112,4 +123,9 @@ def assumptions(cfg: Config) -> list[str]:
         f"max_length={cfg.train.max_length}, packing={cfg.train.packing}",
         "anchor text is ours (the paper's anchors are unpublished)",
         "sft-matched repeats the task data to TELL's training tokens (same compute)",
+        *([f"general ability out of distribution: lm-eval tasks {', '.join(cfg.eval.general_tasks)}, zero-shot, "
+           f"no chat template, {'all' if cfg.eval.general_limit is None else f'the first {cfg.eval.general_limit}'} "
+           f"items each; forgetting budget {cfg.compare.max_general_drop} on "
+           f"{cfg.eval.general_score or 'the first task accuracy'} against base (point estimate)"]
+          if cfg.eval.general_tasks else []),
     ]

@@ -27,10 +27,12 @@ from ..errors import ConfigError, TellkitError
 from ..io import write_json_atomic, write_text_atomic
 from ..methods import METHODS, require_tell
 from ..metrics import pooled
+from ..metrics.budget import sweep_judge
 from ..metrics.headline import HEADLINE_ORDER
 from ..mix.prepare import prepare
+from ..owned import require_plan_folder
 from .compare import assumptions
-from .execute import execute
+from .execute import check_execution, execute
 from .execute.cell import is_done, result
 from .execute.plan import Cell, Plan, make_plan, select, store
 
@@ -102,7 +104,9 @@ def plan_sweep(cfg: Config, out: Path, prepared) -> Plan:
                           depends_on=twin if METHODS[c["method"]].matched else None))
         if METHODS[c["method"]].tell_at_ratio_0 and twin in names:  # tell at ratio 0: the same mixture
             cells[-1].reuses, cells[-1].run_dir = twin, f"cells/{twin}"
-    cells += [Cell(name=m, method=m, seed=None, run_dir=m) for m in cfg.sweep.methods if not METHODS[m].trains]
+    # base: evaluated once; always there when general ability is measured (the reference of that axis)
+    untrained = [*cfg.sweep.methods, *(["base"] if cfg.eval.general_tasks else [])]
+    cells += [Cell(name=m, method=m, seed=None, run_dir=m) for m in dict.fromkeys(untrained) if not METHODS[m].trains]
     left_out = [{"name": cell_name(c), "reason": f"over sweep.max_train_tokens "
                  f"({planned_tokens(c, cfg.train.epochs):,.0f} training tokens planned)"} for c in over_budget(cfg)]
     general = {str(c["seed"]): cell_name(c) for c in fitting if _general_only(c)}
@@ -125,6 +129,13 @@ def sweep(cfg: Config, out: Path | None = None, *, workers: int = 1, ray: str | 
     if chosen and chosen.split("/")[0] not in cfg.eval.metrics:
         raise ConfigError(f"sweep.score {chosen!r} needs metric {chosen.split('/')[0]!r} in eval.metrics "
                           f"(now {list(cfg.eval.metrics)})")
+    if over_budget(cfg) and not grid(cfg):  # nothing would train: say so instead of planning zero cells
+        smallest = min(over_budget(cfg), key=lambda c: planned_tokens(c, cfg.train.epochs))
+        raise ConfigError(f"sweep.max_train_tokens={cfg.sweep.max_train_tokens:,} leaves out every cell of the sweep "
+                          f"(the smallest, {cell_name(smallest)}, plans "
+                          f"{planned_tokens(smallest, cfg.train.epochs):,.0f} training tokens); raise it or remove it")
+    check_execution(workers=workers, ray=ray, cell_cpus=cell_cpus)  # before anything is planned or written
+    require_plan_folder(out, "sweep")
     start = time.perf_counter()
     prepared = prepare(cfg)
     plan = plan_sweep(cfg, out, prepared)  # every cell checked buildable before any trains
@@ -167,6 +178,9 @@ def summarise(plan: Plan, total_seconds: float | None = None) -> dict:
         "primary_score": score, "curves": scored, "multiplier": multipliers(scored),
         "over_budget": [c["name"] for c in plan.left_out], "max_train_tokens": cfg.sweep.max_train_tokens,
         "assumptions": assumptions(cfg), "anchor": anchor_text(cfg.anchor),
+        # the second axis: general ability out of distribution per cell, its change from base and the
+        # forgetting budget (compare.max_general_drop, drawn on the Pareto plots)
+        "general": sweep_judge(results, score, cfg.eval.general_score, cfg.compare.max_general_drop),
     }
     write_json_atomic(out / "sweep.json", {"summary": summary, "rows": rows})
     write_text_atomic(out / "sweep.csv", to_csv(rows))

@@ -16,6 +16,10 @@ nothing measurable, and handing over an adapter would suggest otherwise. Then no
 the winning method: the seed with the best score on the test set (the first seed on a tie). That
 picks on the test set, so that seed's own score is optimistic; the method's mean over seeds is the
 estimate to quote. `tellkit predict OUT/best` and `tellkit export OUT/best` read it like any run.
+
+Only a `best` tellkit made is ever replaced: a relative symlink into the compare folder, or a copy
+holding the COPY_MARK file. A folder, file or link of the user's named `best` stops the compare
+before any cell trains (check_best), naming it.
 """
 
 from __future__ import annotations
@@ -28,10 +32,12 @@ from pathlib import Path
 from ..config import Config
 from ..errors import TellkitError
 from ..methods import METHODS
-from ..metrics import pooled
+from ..metrics import budget, pooled
 from ..metrics.headline import headline_scores
 
 TIED, WORSE, BEST, UNKNOWN = "tied with the best", "clearly worse", "best", "difference not estimable"
+OVER = "over the forgetting budget"
+COPY_MARK = ".tellkit-best"  # written into a copied best/ (no symlinks here): proves tellkit made the copy
 
 
 def chosen_score(result: dict, cfg: Config) -> str:
@@ -55,26 +61,28 @@ def _signed(mean: float, higher_is_better: bool) -> float:
     return mean if higher_is_better else -mean
 
 
-def pick(result: dict, score: str) -> dict:
-    """The winner of `result` (compare()'s result) by `score`, with every method's standing."""
+def pick(result: dict, score: str, excluded: tuple[str, ...] | list[str] = ()) -> dict:
+    """The winner of `result` (compare()'s result) by `score`, with every method's standing; methods in
+    `excluded` (over the forgetting budget, metrics/budget.py) stand in the table but cannot win."""
     summary, cells = result["summary"], result["cells"]
     methods = [m for m in result["methods"] if score in summary.get(m, {}).get("scores", {})]
     if not methods:
         raise TellkitError(f"no method has the score {score!r}")
+    candidates = [m for m in methods if m not in excluded] or methods
     hib = pooled.higher_is_better(score)
     mean = {m: summary[m]["scores"][score]["mean"] for m in methods}
     cost = {m: 0 if not METHODS[m].trains else int(summary[m]["cost"].get("train_tokens", 0) or 0) for m in methods}
     results = {m: [c["metrics"] for c in cells if c["method"] == m] for m in methods}
-    best = max(methods, key=lambda m: (_signed(mean[m], hib), -cost[m], -methods.index(m)))
+    best = max(candidates, key=lambda m: (_signed(mean[m], hib), -cost[m], -methods.index(m)))
     standing = {best: {"relation": BEST, "diff": None}}
     for m in methods:
         if m == best:
             continue
         d = pooled.difference(score, results[best], results[m])
-        relation = (UNKNOWN if math.isnan(d["ci_low"]) else
+        relation = (OVER if m not in candidates else UNKNOWN if math.isnan(d["ci_low"]) else
                     TIED if d["verdict"] == "no clear difference" else WORSE)
         standing[m] = {"relation": relation, "diff": d}
-    tied = [m for m in methods if standing[m]["relation"] in (BEST, TIED)]
+    tied = [m for m in candidates if standing[m]["relation"] in (BEST, TIED)]
     winner = min(tied, key=lambda m: (cost[m], -_signed(mean[m], hib), methods.index(m)))
     seed, run_dir, seed_value = _best_seed(cells, winner, score, hib)
     rows = [{"method": m, **{k: summary[m]["scores"][score].get(k) for k in ("mean", "ci_low", "ci_high")},
@@ -102,7 +110,7 @@ def _names(methods: list[str]) -> str:
 
 
 def _reason(winner: str, best: str, tied: list[str], standing: dict, score: str, cost: dict, n_seeds: int) -> str:
-    others = [m for m in standing if m != best]
+    others = [m for m in standing if m != best and standing[m]["relation"] != OVER]
     unknown = [m for m in others if standing[m]["relation"] == UNKNOWN]
     clear = [m for m in others if standing[m]["relation"] == WORSE]
     if len(tied) == 1:
@@ -129,6 +137,7 @@ def link_best(out: Path, run_dir: str | None) -> Path | None:
     """Point out/best at `run_dir` (relative symlink, else a copy), atomically; None removes a stale one."""
     out, best = Path(out), Path(out) / "best"
     tmp = out / ".best.tmp"
+    check_best(out)
     _remove(tmp)
     if run_dir is None:
         _remove(best)
@@ -140,10 +149,27 @@ def link_best(out: Path, run_dir: str | None) -> Path | None:
         os.symlink(os.path.relpath(target.resolve(), out.resolve()), tmp, target_is_directory=True)
     except OSError:  # no symlinks here (e.g. Windows without the privilege): copy the run folder
         shutil.copytree(target, tmp, symlinks=True)
+        (tmp / COPY_MARK).write_text(f"a copy of {target.name} made by tellkit compare\n", encoding="utf-8")
     if best.is_dir() and not best.is_symlink():
-        shutil.rmtree(best)  # os.replace cannot put a link or folder over a non-empty folder
+        shutil.rmtree(best)  # tellkit's copy (check_best); os.replace cannot put anything over a non-empty folder
     os.replace(tmp, best)
     return best
+
+
+def check_best(out: Path) -> None:
+    """Raise unless out/best (and its temp name) is absent or a link or copy tellkit made."""
+    for path in (Path(out) / "best", Path(out) / ".best.tmp"):
+        if (path.exists() or path.is_symlink()) and not _made_by_tellkit(path, Path(out)):
+            raise TellkitError(f"{path} is not a link tellkit made (compare links its winner there); tellkit does "
+                               "not replace it: move or rename it, then rerun `tellkit compare` (finished cells "
+                               "are reused)")
+
+
+def _made_by_tellkit(path: Path, out: Path) -> bool:
+    if path.is_symlink():  # link_best links a run folder inside the compare folder, by a relative path
+        target = os.readlink(path)
+        return not os.path.isabs(target) and (out / target).resolve().is_relative_to(out.resolve())
+    return path.is_dir() and (path / COPY_MARK).is_file()
 
 
 def _remove(path: Path) -> None:
@@ -154,8 +180,17 @@ def _remove(path: Path) -> None:
 
 
 def hand_over(result: dict, cfg: Config, out: Path) -> dict:
-    """Pick the winner and write `best/`; returns the winner record stored in comparison.json."""
-    winner = pick(result, chosen_score(result, cfg))
+    """Pick the winner within the forgetting budget and write `best/`; returns the winner record stored in
+    comparison.json, with the budget's judgement and the method that would win without it."""
+    score = chosen_score(result, cfg)
+    judged = budget.judge(result, cfg.eval.general_score, cfg.compare.max_general_drop)
+    unconstrained = pick(result, score)
+    winner = pick(result, score, excluded=judged["excluded"]) if judged and judged["excluded"] else unconstrained
+    extra = budget.reason(judged, winner["method"], unconstrained["method"])
+    winner = {**winner, "budget": judged, "without_budget": unconstrained["method"],
+              "reason": winner["reason"][:-1] + f"; {extra}." if extra else winner["reason"],
+              # every general score out of distribution: each method's change from base (the verdict table)
+              "general": {k: budget.changes(result, k) for k in budget.ood_keys(result["cells"])}}
     best = link_best(out, winner["run_dir"] if METHODS[winner["method"]].trains else None)
     return {**winner, "best_dir": str(best) if best else None, "commands": commands(str(best)) if best else []}
 
@@ -166,14 +201,24 @@ def commands(best_dir: str) -> list[str]:
 
 
 def verdict_table(winner: dict) -> str:
-    """Plain-text verdict table for the terminal."""
-    score = winner["score"]
-    lines = [f"{'method':<14} {score:>24}  {'train tokens':>12}  vs best"]
+    """Plain-text verdict table for the terminal: the task score and, when measured, each general score out
+    of distribution as its change from base with a paired interval (the budget's score marked with a `!`
+    where a method breaks the budget)."""
+    score, general = winner["score"], winner.get("general") or {}
+    judged = winner.get("budget") or {}
+    width = {k: max(30, len(f"{pooled.split(k)[1]} vs base")) for k in general}
+    lines = [f"{'method':<14} {score:>24}  " + "".join(f"{pooled.split(k)[1] + ' vs base':>{width[k]}}  " for k in general)
+             + f"{'train tokens':>12}  vs best"]
     for r in winner["rows"]:
         ci = "" if r["ci_low"] is None or math.isnan(r["ci_low"]) else f" [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
         mean = "–" if r["mean"] is None or math.isnan(r["mean"]) else f"{r['mean']:.3f}"
         d = r["diff"]
         vs = r["relation"] + ("" if not d or d["mean_diff"] == 0 else f" ({-d['mean_diff']:+.3f})")
         mark = "*" if r["method"] == winner["method"] else " "
-        lines.append(f"{mark}{r['method']:<13} {mean + ci:>24}  {r['train_tokens']:>12}  {vs}")
+        cols = f"{mark}{r['method']:<13} {mean + ci:>24}  "
+        for k, by_method in general.items():
+            text = "reference" if r["method"] == "base" else budget.fmt_diff(by_method.get(r["method"]), k)
+            over = k == judged.get("key") and r["method"] in judged.get("excluded", [])
+            cols += f"{text + (' !' if over else ''):>{width[k]}}  "
+        lines.append(f"{cols}{r['train_tokens']:>12}  {vs}")
     return "\n".join(lines)

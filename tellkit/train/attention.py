@@ -54,10 +54,11 @@ AttentionInterface.register(NAME, varlen_attention)
 AttentionMaskInterface.register(NAME, _mask)
 
 
-def training_attention(packing: bool) -> str:
-    """The attention implementation training uses: flash-attn's varlen kernel on a GPU that has it,
+def training_attention(packing: bool, half: bool = True) -> str:
+    """The attention implementation training uses: flash-attn's varlen kernel on a GPU that has it when
+    training computes in 16 bits (`half`: bf16/fp16 weights or autocast; flash-attn has no fp32 kernel),
     else ours for packed rows, else SDPA."""
-    if torch.cuda.is_available():
+    if half and torch.cuda.is_available():
         try:
             import flash_attn  # noqa: F401
 

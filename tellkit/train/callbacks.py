@@ -1,4 +1,4 @@
-"""Trainer callbacks: a progress bar with tokens/s and ETA, the loss log, a NaN guard."""
+"""Trainer callbacks: a progress bar with tokens/s, ETA and a "machine busy" note, the loss log, a NaN guard."""
 
 from __future__ import annotations
 
@@ -13,21 +13,74 @@ from transformers import TrainerCallback
 from ..io import write_json_atomic
 
 
+class BusyWatch:
+    """Notices when training runs far slower than it did at its own start.
+
+    Why: on a CPU, another process taking a core slows a training step several-fold (tellkit/threads.py),
+    and a user watching a slow bar cannot tell a busy machine from a slow setting. The start rate is the
+    tokens/s of the `early` steps after the first (warm-up: allocator, first-touch pages); a note is due
+    while the last `window` steps run below `ratio` x that rate. Rates are tokens per second of step time
+    (on_step_begin to on_step_end), so saves, dev evaluation and variable step sizes do not trip it."""
+
+    def __init__(self, early: int = 3, window: int = 3, ratio: float = 0.5, warmup: int = 1):
+        self.early, self.window, self.ratio, self.warmup = early, window, ratio, warmup
+        self.steps: list[tuple[float, float]] = []  # (tokens, seconds) per step seen
+        self.start_rate: float | None = None
+        self.slow_steps = 0  # steps that ended with a note due
+        self.slowest: float | None = None
+
+    def update(self, tokens: float, seconds: float) -> str | None:
+        """Record one step; returns the note to show ("machine busy: N tok/s vs M at start") or None."""
+        self.steps.append((float(tokens), max(float(seconds), 1e-9)))
+        if self.start_rate is None:
+            first = self.steps[self.warmup:self.warmup + self.early]
+            if len(first) == self.early:
+                self.start_rate = sum(t for t, _ in first) / sum(s for _, s in first)
+            return None
+        recent = self.steps[-self.window:]
+        if len(self.steps) < self.warmup + self.early + self.window:
+            return None  # the window still overlaps the start
+        rate = sum(t for t, _ in recent) / sum(s for _, s in recent)
+        if rate >= self.ratio * self.start_rate:
+            return None
+        self.slow_steps += 1
+        self.slowest = rate if self.slowest is None else min(self.slowest, rate)
+        return f"machine busy: {rate:.0f} tok/s vs {self.start_rate:.0f} at start"
+
+    def summary(self) -> dict | None:
+        """For the run record: None when no step was slow."""
+        if not self.slow_steps:
+            return None
+        return {"slow_steps": self.slow_steps, "slowest_tok_s": round(self.slowest, 1),
+                "start_tok_s": round(self.start_rate, 1)}
+
+
 class Progress(TrainerCallback):
     """tqdm over optimizer steps; tokens/s counts real (non-pad) tokens of the global batch."""
 
     def __init__(self, tokens_per_step: np.ndarray):
         self.cum = np.concatenate([[0], np.cumsum(tokens_per_step)])
         self.bar = None
+        self.busy = BusyWatch()
+        self.note: str | None = None
+        self._step_t0: float | None = None
 
     def on_train_begin(self, args, state, control, **kw):
         if state.is_world_process_zero:
             self.start_step, self.t0 = state.global_step, time.perf_counter()
             self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="train", unit="step")
 
+    def on_step_begin(self, args, state, control, **kw):
+        self._step_t0 = time.perf_counter()
+
     def on_step_end(self, args, state, control, **kw):
+        if self._step_t0 is not None:
+            step = min(state.global_step, len(self.cum) - 1)
+            self.note = self.busy.update(self.cum[step] - self.cum[step - 1], time.perf_counter() - self._step_t0)
+            self._step_t0 = None
         if self.bar is not None:
             self.bar.update(state.global_step - self.bar.n)
+            self.bar.set_description(f"train ({self.note})" if self.note else "train", refresh=False)
             self._show(state)
 
     def on_log(self, args, state, control, logs=None, **kw):

@@ -6,11 +6,14 @@ The estimate adds up, from the model's config.json and the step plan's largest m
 - the activations autograd keeps for the backward pass, per token and layer (below), or, with
   gradient checkpointing, one hidden state per token and layer plus one layer recomputed;
 - the loss, chunked over positions, so it never holds the logits of the whole micro-batch;
+- under bf16 autocast with fp32 weights, the bf16 copies of the frozen linear weights that autograd
+  keeps for the input gradients (autocast casts them per call; only weights that need a gradient are
+  cached and shared);
 - a runtime constant (on CPU the process itself: interpreter, torch, data; on GPU the allocator's slack).
 
 The per-token constant counts the tensors a Llama-style layer saves (norm inputs and outputs,
 q/k/v/o, the MLP's gate/up, the LoRA A outputs; what train/lean.py recomputes is not counted) and is scaled by ACT_SCALE (CKPT_SCALE
-with checkpointing), fitted to measured peaks (benchmarks/bench_memory.py re-measures; the table
+with checkpointing), per activation precision ("fp32", "bf16") and memory source, fitted to measured peaks (benchmarks/bench_memory.py re-measures; the table
 and the error are in benchmarks/README.md, "Memory estimate").
 
     est = estimate(shape, cfg, plan.micro_tokens_max)   # shape = ModelShape.load(model_ref)
@@ -42,12 +45,22 @@ GIB = 1024 ** 3
 # Keyed by where the memory comes from: on CPU the malloc (allocator.kind(); "system" = glibc's, whose heap
 # fragments, while tcmalloc, mimalloc and jemalloc reuse freed blocks; mimalloc and jemalloc measured
 # without checkpointing only), on CUDA PyTorch's caching allocator.
-ACT_SCALE = {"system": 2.35, "tcmalloc": 1.22, "mimalloc": 1.4, "jemalloc": 1.21,  # measured / the count
-             "cuda": 1.0}                                                          # of saved_per_token_layer
-CKPT_SCALE = {"system": 13.0, "tcmalloc": 1.25, "mimalloc": 1.4, "jemalloc": 1.25,  # the same with
-              "cuda": 1.0}                                                          # gradient checkpointing
+# First key: the precision activations are kept in ("fp32"; "bf16" = bf16 autocast or 16-bit weights),
+# then the memory source. None = not measured yet: the fp32 factor is used and the estimate says
+# "uncalibrated". Refit with benchmarks/bench_memory.py --model smollm2-135m-instruct (its default
+# sweep has fp32 and bf16 rows; run it once per malloc: TELLKIT_MALLOC=system / mimalloc / tcmalloc).
+ACT_SCALE = {  # measured / the count of saved_per_token_layer
+    "fp32": {"system": 2.35, "tcmalloc": 1.22, "mimalloc": 1.4, "jemalloc": 1.21, "cuda": 1.0},
+    # bf16 "system": fitted to one peak (issue 29: SmolLM2 8 x 512, glibc, 5.80 GiB; Xeon with AMX-bf16)
+    "bf16": {"system": 2.92, "tcmalloc": None, "mimalloc": None, "jemalloc": None, "cuda": 1.0},
+}
+CKPT_SCALE = {  # the same with gradient checkpointing
+    "fp32": {"system": 13.0, "tcmalloc": 1.25, "mimalloc": 1.4, "jemalloc": 1.25, "cuda": 1.0},
+    "bf16": {"system": 8.35, "tcmalloc": None, "mimalloc": None, "jemalloc": None, "cuda": 1.0},  # 3.04 GiB
+}
 RUNTIME_GIB = {"cpu": 0.6, "cuda": 0.5}  # the process without model or batch / CUDA context and slack
 ERROR = {"cpu": "±25%", "cuda": "uncalibrated"}  # the estimate's measured error, printed with it
+UNCALIBRATED = "uncalibrated"  # printed instead when a factor above is None (or the device is cuda)
 
 
 @dataclass(frozen=True)
@@ -123,6 +136,12 @@ class Estimate:
     micro_tokens: int
     gradient_checkpointing: bool
     malloc: str = "system"  # allocator.kind() of the process that estimated (CPU)
+    precision: str = "fp32"  # the activations' ("bf16": autocast or 16-bit weights), which keys the factors
+    calibrated: bool = True  # False: no factor measured for this precision and malloc yet
+
+    @property
+    def error(self) -> str:
+        return ERROR[self.device] if self.calibrated else UNCALIBRATED
 
     @property
     def total_gib(self) -> float:
@@ -133,7 +152,7 @@ class Estimate:
         return self.total_gib <= self.budget_gib
 
     def summary(self) -> dict:
-        return {"estimate_gib": round(self.total_gib, 2), "error": ERROR[self.device],
+        return {"estimate_gib": round(self.total_gib, 2), "error": self.error, "precision": self.precision,
                 "parts_gib": {k: round(v, 3) for k, v in self.parts_gib.items()},
                 "budget_gib": round(self.budget_gib, 2), "budget_source": self.budget_source,
                 "device": self.device, "micro_batch_tokens": self.micro_tokens,
@@ -166,12 +185,14 @@ def estimate(shape: ModelShape, cfg: Config, micro_tokens: int, *, budget: tuple
     ckpt = cfg.train.gradient_checkpointing if gradient_checkpointing is None else gradient_checkpointing
     malloc = allocator.kind()
     memory = malloc if device == "cpu" else device  # what the scale factors are keyed by
+    precision = "bf16" if act_bytes == 2 else "fp32"
+    scale, calibrated = _scale(CKPT_SCALE if ckpt else ACT_SCALE, precision, memory)
     lora = cfg.lora
     per_layer = shape.saved_per_token_layer(lora.r, len(shape.targeted(lora.target_modules))) * act_bytes
     if ckpt:  # the layer inputs stay; one layer's activations exist again during its backward
-        acts = micro_tokens * (shape.layers * shape.hidden * act_bytes + per_layer) * CKPT_SCALE[memory]
+        acts = micro_tokens * (shape.layers * shape.hidden * act_bytes + per_layer) * scale
     else:
-        acts = micro_tokens * shape.layers * per_layer * ACT_SCALE[memory]
+        acts = micro_tokens * shape.layers * per_layer * scale
     acts += micro_tokens * shape.hidden * act_bytes * 2  # final norm input and output (the loss's input)
     from .loss import CHUNK_ELEMENTS
 
@@ -180,9 +201,18 @@ def estimate(shape: ModelShape, cfg: Config, micro_tokens: int, *, budget: tuple
     parts = {"weights": shape.params * weight_bytes / GIB,
              "lora": shape.lora_params(lora.r, lora.target_modules) * 16 / GIB,  # fp32 weight, gradient, 2 Adam moments
              "activations": acts / GIB, "loss": loss / GIB, "runtime": RUNTIME_GIB[device]}
+    if act_bytes < weight_bytes:  # autocast: every layer's low-precision weight copies live until its backward
+        parts["weight_copies"] = shape.layers * sum(a * b for a, b in shape.linears().values()) * act_bytes / GIB
     size, source, dev = budget or available(cfg)
     return Estimate(parts_gib=parts, budget_gib=size, budget_source=source, device=dev,
-                    micro_tokens=int(micro_tokens), gradient_checkpointing=ckpt, malloc=malloc)
+                    micro_tokens=int(micro_tokens), gradient_checkpointing=ckpt, malloc=malloc,
+                    precision=precision, calibrated=calibrated and device == "cpu")
+
+
+def _scale(table: dict, precision: str, memory: str) -> tuple[float, bool]:
+    """(factor, measured?) for this precision and memory source; an unmeasured one borrows fp32's."""
+    factor = table[precision].get(memory)
+    return (factor, True) if factor is not None else (table["fp32"][memory], False)
 
 
 def available(cfg: Config) -> tuple[float, str, str]:
@@ -282,7 +312,7 @@ def report_lines(summary: dict) -> list[str]:
 
 
 def _too_big(est: Estimate, fits: list[tuple[dict, Estimate]]) -> str:
-    head = (f"training needs about {est.total_gib:.1f} GiB (estimate {ERROR[est.device]}, micro-batch of "
+    head = (f"training needs about {est.total_gib:.1f} GiB (estimate {est.error}, micro-batch of "
             f"{est.micro_tokens:,} tokens) but the budget is {est.budget_gib:.1f} GiB ({est.budget_source})")
     if not fits:
         return (head + "; nothing fits, not even train.batch_size=1 with train.gradient_checkpointing=true: "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import resource
 import shutil
 import time
@@ -24,9 +23,11 @@ from peft import get_peft_model
 from torch.utils.data import SequentialSampler
 from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
 
+from .. import threads
 from ..config import Config
 from ..data.tokenize import IGNORE
 from ..errors import TellkitError
+from ..io import replace_dir
 from ..mix import Mixture
 from ..models.load import load_model_and_tokenizer
 from ..runs.rundir import last_checkpoint
@@ -108,12 +109,13 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path, plan: Tra
     and the best checkpoint by task dev loss becomes the adapter."""
     t = cfg.train
     plan = plan or plan_training(cfg, mixture)
+    cpu = threads.for_training()  # the CPU threads and OpenMP wait policy this run computes with (threads.py)
     set_seed(t.seed)  # before LoRA init, so the adapter's initial weights follow the seed
     model, tokenizer = load_model_and_tokenizer(model_ref, dtype=cfg.model.dtype,
                                                 trust_remote_code=cfg.model.trust_remote_code,
                                                 allow_pickle=cfg.model.allow_pickle)
     model.config.use_cache = False
-    model.set_attn_implementation(training_attention(t.packing))
+    model.set_attn_implementation(training_attention(t.packing, half=model.dtype != torch.float32 or use_bf16(t.bf16)))
     model = get_peft_model(model, PeftLoraConfig(
         r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
         target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
@@ -150,8 +152,9 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path, plan: Tra
         dev = {"task": dev} | ({"general": MicroBatches(heldout, [[i] for i in range(len(heldout))],
                                                          np.zeros(len(heldout), dtype=np.int8))}
                                if heldout is not None and len(heldout) else {})
+    progress = Progress(plan.tokens_per_step)
     trainer = MixtureTrainer(model=model, args=args, train_dataset=rows, eval_dataset=dev,
-                             data_collator=collate, callbacks=[Progress(plan.tokens_per_step), loss_log],
+                             data_collator=collate, callbacks=[progress, loss_log],
                              head_weight=head.weight if head is not None else None, selector=selector)
     trainer.remove_callback(PrinterCallback)  # our progress bar and loss log replace its raw dict prints
     start = time.perf_counter()
@@ -174,7 +177,8 @@ def train_mixture(cfg: Config, model_ref, mixture: Mixture, out: Path, plan: Tra
         "attention": model.config._attn_implementation, "fused_loss": head is not None, "lean_mlps": lean_mlps,
         "gradient_checkpointing": t.gradient_checkpointing,
         "wall_seconds": round(wall, 2), "tokens_per_second": round(trained_tokens / wall, 1) if wall else None,
-        "resumed_from": resume, "bf16": args.bf16,
+        "resumed_from": resume, "bf16": args.bf16, **cpu,
+        "machine_busy": getattr(getattr(progress, "busy", None), "summary", lambda: None)(),  # BusyWatch
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_cuda_mib": round(torch.cuda.max_memory_allocated() / 2**20, 1) if torch.cuda.is_available() else None,
         "final_loss": loss_log.records[-1]["loss"] if loss_log.records else None,
@@ -205,9 +209,10 @@ def _previous_losses(path: Path, upto: int) -> list[dict]:
 
 
 def _save_adapter(trainer: Trainer, tokenizer, dest: Path) -> None:
-    """Write the PEFT adapter (safetensors) + tokenizer to a temp folder, then swap it in. Every rank
-    calls this: under FSDP / DeepSpeed ZeRO-3 save_model gathers the shards; only rank 0 writes."""
-    tmp = dest.with_name(dest.name + ".tmp")
+    """Write the PEFT adapter (safetensors) + tokenizer to a temp folder beside `dest`, then swap it in
+    (io.replace_dir: the old adapter stays readable until the new one is complete). Every rank calls
+    this: under FSDP / DeepSpeed ZeRO-3 save_model gathers the shards; only rank 0 writes."""
+    tmp = dest.with_name(f".{dest.name}.new")  # one name for every rank (owned.py knows it as temp debris)
     main = trainer.is_world_process_zero()
     if main:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -215,5 +220,4 @@ def _save_adapter(trainer: Trainer, tokenizer, dest: Path) -> None:
     if main:
         (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle the Trainer adds; adapters hold none
         tokenizer.save_pretrained(str(tmp))
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
+        replace_dir(tmp, dest)

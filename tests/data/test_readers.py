@@ -71,3 +71,20 @@ def test_non_utf8_and_unknown_format(tmp_path):
 def test_missing_file():
     with pytest.raises(DataError, match="not found"):
         examples("does/not/exist.jsonl")
+
+
+def test_a_missing_path_shaped_like_a_hub_id_is_a_missing_file(tmp_path, monkeypatch):
+    """Offline (tests run with HF_HUB_OFFLINE=1), "data/task2" is not sent to the hub as a dataset id."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match="data file not found: nosuch/task: no such file or folder"):
+        examples("nosuch/task")
+
+
+def test_a_config_path_under_a_local_folder_is_a_path(config_file):
+    """task.path=data/task2 with a data/ folder beside the config: a local file that is missing."""
+    from tellkit.config import load_config
+
+    (config_file.parent / "data").mkdir()
+    cfg = load_config(config_file, ["task.path=data/task2"])
+    assert cfg.task.path == str(config_file.parent / "data" / "task2")
+    assert load_config(config_file, ["task.path=org/dataset"]).task.path == "org/dataset"  # a hub id stays one

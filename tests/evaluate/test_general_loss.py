@@ -1,5 +1,5 @@
-"""The held-out general loss: fast path (length-sorted batches, LM head on supervised positions only)
-against the plain computation over full logits."""
+"""The held-out general loss: fast path (length-sorted examples packed into padding-free rows with
+per-example attention, LM head on supervised positions only) against the plain computation over full logits."""
 
 import pytest
 import torch
@@ -53,10 +53,32 @@ def test_fast_losses_equal_the_full_logits_computation_per_example(heldout, monk
         return real(hidden, weight, targets)
 
     monkeypatch.setattr(runner, "linear_cross_entropy", spy)
+    forwards = []  # the packed forwards (fuse_head's own probe of the head has no segments)
+    model.register_forward_pre_hook(lambda m, args, kwargs: forwards.append(kwargs["input_ids"].shape)
+                                    if "cu_seq_lens_q" in kwargs else None, with_kwargs=True)
+    attention = model.config._attn_implementation
     fast = supervised_losses(model, encoded, tok.pad_token_id, batch_size=4)
-    assert len(fused) == 6 and sum(n for n, _ in fused) == sum(e["n_supervised"] for e in encoded)
+    # packed: one padding-free row per forward, 4 x the longest example at most, every token a real one
+    longest = max(e["n_tokens"] for e in encoded)
+    assert all(rows == 1 and width <= 4 * longest for rows, width in forwards)
+    assert sum(width for _, width in forwards) == sum(e["n_tokens"] for e in encoded) and len(forwards) < 23
+    assert len(fused) == len(forwards) and sum(n for n, _ in fused) == sum(e["n_supervised"] for e in encoded)
     assert type(model.get_output_embeddings()) is torch.nn.Linear  # the head is given back
+    assert model.config._attn_implementation == attention  # and the attention
     assert fast == pytest.approx(_naive(model, encoded, tok.pad_token_id, 4), abs=1e-5)
+
+
+def test_a_model_that_cannot_pack_gets_padded_batches_with_the_same_losses(heldout, monkeypatch):
+    import tellkit.evaluate.runner as runner
+
+    cfg, model, tok, encoded = heldout
+    monkeypatch.setattr(runner, "_varlen", lambda m: None)  # attention that cannot be switched
+    forwards = []  # the padded forwards (fuse_head's own probe of the head has no mask)
+    model.register_forward_pre_hook(lambda m, args, kwargs: forwards.append(kwargs["input_ids"].shape)
+                                    if "attention_mask" in kwargs else None, with_kwargs=True)
+    padded = supervised_losses(model, encoded, tok.pad_token_id, batch_size=4)
+    assert [rows for rows, _ in forwards] == [4, 4, 4, 4, 4, 3]
+    assert padded == pytest.approx(_naive(model, encoded, tok.pad_token_id, 4), abs=1e-5)
 
 
 def test_a_model_whose_head_cannot_be_fused_gives_the_same_losses_from_its_own_logits(heldout, monkeypatch):

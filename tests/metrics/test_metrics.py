@@ -309,7 +309,7 @@ def test_bleurt_batches_and_passes_reference_first(tmp_path, monkeypatch):
     """A stand-in bleurt_pytorch whose 'model' scores len(candidate) / len(reference)."""
     import torch
 
-    batch_sizes = []
+    batch_sizes, loads = [], []
 
     class Batch(dict):
         def to(self, device):
@@ -325,7 +325,8 @@ def test_bleurt_batches_and_passes_reference_first(tmp_path, monkeypatch):
 
     class Model:
         @classmethod
-        def from_pretrained(cls, path):
+        def from_pretrained(cls, path, **kwargs):
+            loads.append(kwargs)
             return cls()
 
         def to(self, device):
@@ -345,6 +346,7 @@ def test_bleurt_batches_and_passes_reference_first(tmp_path, monkeypatch):
         ["bleurt"], ["aa", "aaaa", "a"], ["aaaa"] * 3, {"bleurt_checkpoint": str(tmp_path), "bleurt_batch_size": 2}
     )["bleurt"]
     assert batch_sizes == [2, 1]
+    assert loads == [{"use_safetensors": True}]  # safetensors only, as for every model tellkit loads
     assert out["n"] == 3
     assert value(out, "bleurt") == pytest.approx((0.5 + 1.0 + 0.25) / 3)
 

@@ -88,3 +88,74 @@ def test_token_budget_picks_the_same_examples_with_and_without_anchor(config_fil
         return sorted(r["id"] for r in rows if r["source"] == "task")
 
     assert ids("tell") == ids("sft") == ids("sft+anchor")
+
+
+# ------------------------------------------------------------------ writing a mixture safely (issue 26)
+
+
+def test_mix_removes_a_killed_mixs_temp_file_and_refuses_a_running_one(config_file, tmp_path):
+    import subprocess
+    import sys
+
+    from tellkit.errors import TellkitError
+
+    out = tmp_path / "out"
+    run_mix(config_file, tmp_path)
+    stale = out / ".mixture.jsonl.k1ll3dxx.tmp.jsonl"  # what a mix killed while writing leaves (98 MB seen)
+    stale.write_text("x" * 10_000)
+    run_mix(config_file, tmp_path)
+    assert not stale.exists()
+    # a second tellkit process writing the same folder: the folder lock (flock) says so
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], "
+                               "os.O_RDONLY); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); "
+                               "time.sleep(120)", str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(TellkitError, match=f"another tellkit process is writing {out}"):
+            run_mix(config_file, tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    run_mix(config_file, tmp_path)  # the lock died with its process
+
+
+def test_mix_never_writes_into_a_folder_of_the_users_and_train_takes_a_mixed_one(config_file, tmp_path):
+    from tellkit.errors import TellkitError
+    from tellkit.runs.rundir import RunDir
+
+    mine = tmp_path / "out"
+    mine.mkdir()
+    (mine / "mixture.jsonl").write_text("my own data\n")
+    with pytest.raises(TellkitError, match="is not a tellkit run"):
+        run_mix(config_file, tmp_path)
+    assert [p.name for p in mine.iterdir()] == ["mixture.jsonl"] and (mine / "mixture.jsonl").read_text() == "my own data\n"
+    (mine / "mixture.jsonl").unlink()
+    run_mix(config_file, tmp_path)  # an empty folder becomes a mixed run folder...
+    cfg = load(config_file)
+    assert RunDir(mine).check(cfg)["status"] == "mixed"  # ...which `tellkit train` of this config continues
+    assert RunDir(mine).check(load(config_file, ["mix.ratio=1"])) is None  # and another config starts afresh
+
+
+def test_mixture_json_never_describes_another_mixture_jsonl(config_file, tmp_path, monkeypatch):
+    import hashlib
+    import os
+
+    out = tmp_path / "pair"
+    mix(load(config_file)).write(out)
+    newer = mix(load(config_file, ["mix.seed=1"]))
+    real, calls = os.replace, []
+
+    def killed_between_the_renames(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_between_the_renames)
+    with pytest.raises(KeyboardInterrupt):
+        newer.write(out)
+    monkeypatch.undo()
+    digest = hashlib.sha256((out / "mixture.jsonl").read_bytes()).hexdigest()
+    record = out / "mixture.json"
+    assert not record.exists() or json.loads(record.read_text())["fingerprint"] == digest
+    assert sorted(p.name for p in out.iterdir()) == ["mixture.jsonl"]  # no temp file left either

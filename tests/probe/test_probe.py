@@ -123,7 +123,7 @@ def test_probe_base_and_adapter(config_file):
 
 def test_probe_refuses_an_unfinished_run(config_file, tmp_path):
     (tmp_path / "fake").mkdir()
-    (tmp_path / "fake" / "run.json").write_text(json.dumps({"status": "running"}))
+    (tmp_path / "fake" / "run.json").write_text(json.dumps({"status": "running", "tellkit": {"run_format": 1}}))
     with pytest.raises(TellkitError, match="running"):
         probe(load(config_file), run_dir=tmp_path / "fake")
 

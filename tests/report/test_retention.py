@@ -28,7 +28,8 @@ def test_sweep_points_average_seeds_and_subtract_base():
 def test_sweep_section_writes_table_and_plot(tmp_path):
     rows = [_row("tell", r, 0, 0.1 * r, 1.6 + 0.01 * r) for r in (0, 10, 30)] + [_row("base", 0, 0, 0.0, 1.6)]
     md = "\n".join(sweep_section(rows, "json/strict", tmp_path))
-    assert "## Retention" in md and "| change from base |" in md and "+0.300" in md
+    assert "## Held-out general loss (same source as the general mix)" in md and "| change from base |" in md
+    assert "+0.300" in md and "in-distribution" in md
     assert (tmp_path / "retention_t1000.png").read_bytes().startswith(PNG_MAGIC)
     assert sweep_section([{**r, "general/loss": None} for r in rows], "json/strict", tmp_path) == []
 

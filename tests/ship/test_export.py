@@ -142,3 +142,11 @@ def test_failed_export_leaves_nothing(trained_run, tmp_path, monkeypatch, capsys
     assert main(["export", str(trained_run), "--out", str(tmp_path / "new" / "out"), "--gguf"]) == 2
     assert "pre-tokenizer" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # neither the folder, nor a temp folder, nor the parent it made
+
+
+def test_the_gguf_is_named_after_the_export_folder(exported):
+    """Not after the hidden temp folder the export is written in (llama.cpp prints general.name)."""
+    import gguf
+
+    field = gguf.GGUFReader(str(exported / "gguf" / "merged-f32.gguf")).fields["general.name"]
+    assert bytes(field.parts[field.data[0]]).decode() == "merged"

@@ -58,8 +58,12 @@ def test_compare_names_the_winner_and_links_best(config_file, capsys):
     assert (best / "adapter" / "adapter_config.json").exists() and (best / "run.json").exists()
     assert (best / "config.yaml").exists() and (best / "eval" / "scores.json").exists()
     report = (out / "report.md").read_text().splitlines()
-    assert report[2].startswith("**Winner: `tell`**") and any("tellkit predict" in line for line in report[:12])
-    assert "general loss" in "\n".join(report) and (out / "retention.png").exists()
+    # first what each method buys and costs against base (here the held-out loss: no general_tasks), then the winner
+    assert report[2].startswith("**What each method buys and what it costs**") and report[4].startswith("- **tell**")
+    assert "held-out general loss (same source as the general mix)" in report[4]
+    assert report[6] == "General ability out of distribution was not measured (eval.general_tasks is empty)."
+    assert report[8].startswith("**Winner: `tell`**") and any("tellkit predict" in line for line in report[:16])
+    assert (out / "retention.png").exists()
     assert "*tell" in printed and f"best/: {best}" in printed and "tellkit export" in printed
     # the scores' intervals are named and stay inside [0, 1] for the proportions
     strict = result["summary"]["tell"]["scores"]["json/strict"]

@@ -1,4 +1,6 @@
+import json
 import os
+import shutil
 
 import pytest
 
@@ -95,3 +97,40 @@ def test_compare_score_must_name_an_evaluated_metric(config_file):
 
     with pytest.raises(ConfigError, match="compare.score 'label/accuracy' needs metric 'label'"):
         load(str(config_file), ["compare.score=label/accuracy"])
+
+
+def test_a_best_that_tellkit_did_not_make_is_never_replaced(tmp_path):
+    from tellkit.study.winner import check_best
+
+    out = tmp_path / "cmp"
+    (out / "tell-s0" / "adapter").mkdir(parents=True)
+    best = out / "best"
+    best.mkdir()
+    (best / "mine.txt").write_text("mine")  # the user's own folder named best
+    with pytest.raises(TellkitError, match=f"{best} is not a link tellkit made"):
+        link_best(out, str(out / "tell-s0"))
+    with pytest.raises(TellkitError, match="not a link tellkit made"):
+        link_best(out, None)  # base won: a stale best/ is removed, but never this one
+    assert (best / "mine.txt").read_text() == "mine"
+    shutil.rmtree(best)
+    elsewhere = tmp_path / "important"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, best)  # a link of the user's, to outside the compare folder
+    with pytest.raises(TellkitError, match="not a link tellkit made"):
+        check_best(out)
+    best.unlink()
+    assert link_best(out, str(out / "tell-s0")).is_symlink()  # tellkit's own link is replaced as before
+    check_best(out)
+
+
+def test_compare_refuses_a_best_of_the_users_before_any_cell_trains(config_file, capsys):
+    from tests.helpers import user_error
+
+    out = config_file.parent / "run"
+    (out / "best").mkdir(parents=True)
+    (out / "best" / "mine.txt").write_text("mine")
+    (out / "plan.json").write_text(json.dumps({"kind": "compare", "identity": "0" * 16, "cells": [], "config": {}}))
+    user_error(["compare", str(config_file), "compare.methods=[tell]", "compare.seeds=[0]"], capsys,
+               str(out / "best"), "not a link tellkit made")
+    assert sorted(p.name for p in out.iterdir()) == ["best", "plan.json"]  # nothing planned, nothing trained
+    assert (out / "best" / "mine.txt").read_text() == "mine"

@@ -149,3 +149,28 @@ def test_report_lines_show_the_plan_and_the_memory(planned):
     lines = "\n".join(report_lines(summary))
     assert f"| {summary['plan']['optimizer_steps']} | {summary['plan']['examples_per_step']} (" in lines
     assert "Memory plan: ~" in lines and "budget 50.0 GiB (train.memory_budget_gb)" in lines
+
+
+def test_bf16_has_its_own_factors_and_counts_autocast_weight_copies(planned, monkeypatch):
+    # Under bf16 autocast with fp32 weights the frozen linears' bf16 copies wait for the backward pass;
+    # a precision/malloc pair with no measured factor borrows fp32's and says it is uncalibrated.
+    from tellkit.train import memory
+
+    cfg, _, _ = planned("train.memory_budget_gb=100", "train.bf16=true")
+    fp32_cfg, _, _ = planned("train.memory_budget_gb=100", "train.bf16=false")
+    monkeypatch.setattr("tellkit.allocator.kind", lambda: "system")
+    bf16, fp32 = estimate(SMOLLM2, cfg, 4096), estimate(SMOLLM2, fp32_cfg, 4096)
+    assert bf16.precision == "bf16" and fp32.precision == "fp32" and "weight_copies" not in fp32.parts_gib
+    linears = 30 * (576 * 576 * 2 + 576 * 192 * 2 + 576 * 1536 * 3)  # SmolLM2's q/o, k/v, gate/up/down
+    assert bf16.parts_gib["weight_copies"] == pytest.approx(linears * 2 / 2**30)
+    assert bf16.summary()["error"] == memory.ERROR["cpu"]  # glibc + bf16 is measured
+    monkeypatch.setitem(memory.ACT_SCALE["bf16"], "system", None)
+    borrowed = estimate(SMOLLM2, cfg, 4096)
+    assert borrowed.summary()["error"] == "uncalibrated" and "uncalibrated" in "\n".join(
+        memory.preflight_lines({"plan": _plan_summary(planned), "memory": borrowed.summary(), "notes": []}))
+    assert borrowed.parts_gib["activations"] == pytest.approx(fp32.parts_gib["activations"] / 2, rel=0.01)
+
+
+def _plan_summary(planned):
+    cfg, mixture, _ = planned()
+    return plan_training(cfg, mixture).summary()

@@ -26,6 +26,10 @@ def test_tellkit_run_end_to_end(config_file, tiny_model, capsys):
     assert state["train"]["train_tokens"] == state["mixture"]["total"]["tokens"] * 4
     assert state["train"]["fused_loss"] and state["train"]["attention"] == "tellkit_varlen"
     assert state["preflight"]["plan"]["optimizer_steps"] == state["train"]["optimizer_steps"]
+    import torch  # the CPU threads it trained with (tellkit/threads.py), next to the malloc in versions
+
+    assert state["train"]["threads"] == torch.get_num_threads() and state["train"]["omp_wait_policy"]
+    assert "malloc" in state["versions"]
 
 
 def _train(config_file, out: str, *overrides: str) -> tuple[dict, list[dict]]:
@@ -88,3 +92,19 @@ def test_gradient_checkpointing_changes_memory_not_the_losses(config_file):
     ckpt, log_ckpt = _train(config_file, "ckpt", "train.max_steps=3", "train.gradient_checkpointing=true")
     assert ckpt["gradient_checkpointing"] and not plain["gradient_checkpointing"]
     assert np.allclose([r["loss"] for r in log_plain], [r["loss"] for r in log_ckpt], atol=1e-5)
+
+
+def test_flash_attention_only_for_16_bit_training(monkeypatch):
+    # flash-attn has no fp32 kernel: an fp32 run on a GPU keeps tellkit's per-example SDPA (gpu_check.py's
+    # fp32 loss check against the CPU path trains that way).
+    import sys
+    import types
+
+    import torch
+
+    from tellkit.train.attention import NAME, training_attention
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setitem(sys.modules, "flash_attn", types.ModuleType("flash_attn"))
+    assert training_attention(True, half=True) == "flash_attention_2"
+    assert training_attention(True, half=False) == NAME and training_attention(False, half=False) == "sdpa"

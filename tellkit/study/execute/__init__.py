@@ -18,10 +18,7 @@ def execute(plan: Plan, names: list[str], *, workers: int = 1, ray: str | None =
 
     Failed cells do not stop the others (except the cells that depend on them); they are reported
     together at the end, and rerunning the command retries them."""
-    if workers < 1 or cell_cpus < 1:
-        raise ConfigError("--workers and --cell-cpus take a number of at least 1")
-    if ray and workers > 1:
-        raise ConfigError("--workers is for one machine; with --ray every cell is a Ray task (size it with --cell-cpus)")
+    check_execution(workers=workers, ray=ray, cell_cpus=cell_cpus)
     todo = [n for n in names if not plan.cell(n).reuses and not is_done(plan, plan.cell(n))]
     if not todo:
         return []
@@ -49,3 +46,11 @@ def execute(plan: Plan, names: list[str], *, workers: int = 1, ray: str | None =
         raise TellkitError(f"{len(failures)} of {len(todo)} {plan.kind} cells failed ({listed}{more}); fix the "
                            f"cause and rerun the same command: finished cells are kept (logs: {plan.log_dir})")
     return todo
+
+
+def check_execution(*, workers: int = 1, ray: str | None = None, cell_cpus: int = 1) -> None:
+    """The execution options are usable; compare and sweep call this before they plan or write anything."""
+    if workers < 1 or cell_cpus < 1:
+        raise ConfigError("--workers and --cell-cpus take a number of at least 1")
+    if ray and workers > 1:
+        raise ConfigError("--workers is for one machine; with --ray every cell is a Ray task (size it with --cell-cpus)")

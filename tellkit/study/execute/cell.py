@@ -21,14 +21,14 @@ from pathlib import Path
 
 from ...config import Config
 from ...errors import TellkitError
-from ...evaluate.runner import evaluate_base, evaluate_run
+from ...evaluate.runner import evaluate_run, missing_metrics, top_up
 from ...methods import METHODS
 from ...mix import Mixture
 from ...mix.prepare import prepare
 from ...pipeline import build, train
 from ...runs.rundir import RunDir
 from ...runs.source import read_run
-from .plan import Cell, Plan, cell_config, load_plan
+from .plan import Cell, Plan, cell_config, load_plan, two_axes
 
 # A train() interrupted by Ctrl-C records "failed: KeyboardInterrupt"; that cell resumes from its
 # checkpoint like a killed one, rather than restarting as a real failure does.
@@ -62,7 +62,15 @@ def run_cell(c: Config, prepared, match_tokens: int | None = None, mixture: Mixt
         train(c, overwrite=failed, checked=build(c, prepared, match_tokens=match_tokens, mixture=mixture))
     if not (run.path / "eval" / "scores.json").exists():
         evaluate_run(run.path, cfg=c)
+    elif not _evaluated(c, run.path / "eval"):  # evaluated before a model metric was asked for: add it only
+        top_up(c, run.path / "eval", adapter=run.path / "adapter", anchor=(run.state() or {}).get("anchor"))
     return cell_result(c)
+
+
+def _evaluated(c: Config, eval_dir: Path) -> bool:
+    """scores.json holds every metric `c` asks for (a model metric can be added to a finished evaluation)."""
+    path = eval_dir / "scores.json"
+    return path.exists() and not missing_metrics(c, json.loads(path.read_text(encoding="utf-8")))
 
 
 def cell_result(c: Config) -> dict:
@@ -76,9 +84,11 @@ def cell_result(c: Config) -> dict:
 
 
 def base_cell(cfg: Config, base_dir: Path) -> dict:
-    """The untrained model, evaluated once (greedy decoding does not depend on the seed)."""
-    scores_file = base_dir / "scores.json"
-    scores = json.loads(scores_file.read_text()) if scores_file.exists() else evaluate_base(cfg, base_dir)
+    """The untrained model, evaluated once (greedy decoding does not depend on the seed), general ability
+    included: it is the reference every method's change is measured from."""
+    cfg = two_axes(cfg)
+    scores = (json.loads((base_dir / "scores.json").read_text()) if _evaluated(cfg, base_dir)
+              else top_up(cfg, base_dir, adapter=None))
     return {"method": "base", "run_dir": str(base_dir), "metrics": scores["metrics"],
             "cost": {"task_tokens": 0, "train_tokens": 0, "optimizer_steps": 0},
             "samples": _samples(base_dir / "predictions.jsonl")}
@@ -118,11 +128,11 @@ def is_done(plan: Plan, cell: Cell) -> bool:
     if cell.reuses:
         return is_done(plan, plan.cell(cell.reuses))
     if not METHODS[cell.method].trains:
-        return (plan.folder / cell.run_dir / "scores.json").exists()
+        return _evaluated(two_axes(plan.base_config()), plan.folder / cell.run_dir)
     if cell.depends_on and not is_done(plan, plan.cell(cell.depends_on)):
         return False
     c = _config(plan, cell)[0]
-    return RunDir(c.output.dir).is_complete(c) and (Path(c.output.dir) / "eval" / "scores.json").exists()
+    return RunDir(c.output.dir).is_complete(c) and _evaluated(c, Path(c.output.dir) / "eval")
 
 
 def result(plan: Plan, cell: Cell) -> dict:

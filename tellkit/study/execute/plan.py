@@ -27,6 +27,7 @@ from ...io import write_json_atomic
 from ...methods import METHODS
 from ...mix import Mixture
 from ...mix.prepare import mix
+from ...owned import require_plan_folder
 from ...pipeline import build, check, validate
 from ...runs.rundir import training_hash
 
@@ -90,11 +91,22 @@ class Plan:
                 "config": self.config}
 
 
+def two_axes(cfg: Config) -> Config:
+    """The config a compare or sweep cell (base included) is evaluated with: general ability out of
+    distribution (`general_ood`) joins eval.metrics while eval.general_tasks names tasks, so every
+    verdict has both axes; eval.general_tasks: [] leaves the task score alone."""
+    if not cfg.eval.general_tasks or "general_ood" in cfg.eval.metrics:
+        return cfg
+    c = cfg.model_copy(deep=True)
+    c.eval.metrics = [*c.eval.metrics, "general_ood"]
+    return c
+
+
 def cell_config(cfg: Config, out_dir: Path, method: str, seed: int, *, ratio: float | None = None,
                 token_budget: int | None = None, max_steps: int | None = None) -> Config:
     """One cell of a comparison or sweep: the user's config with method, seed (mixture and training),
-    and optionally ratio, task token budget and a step count changed."""
-    c = cfg.model_copy(deep=True)
+    and optionally ratio, task token budget and a step count changed; general ability measured (two_axes)."""
+    c = two_axes(cfg).model_copy(deep=True)
     c.mix.method, c.mix.seed, c.train.seed = method, seed, seed
     if ratio is not None:
         c.mix.ratio = ratio
@@ -198,6 +210,7 @@ def store(plan: Plan, *, replan: bool = False) -> None:
     refused (unless replan): splitting or resuming must not change the cells."""
     path = plan.folder / PLAN
     new = plan.to_json()
+    require_plan_folder(plan.folder, plan.kind)  # never write into a folder of the user's
     if path.exists():
         old = json.loads(path.read_text(encoding="utf-8"))
         if old.get("identity") != new["identity"] and not replan:
@@ -226,7 +239,14 @@ def load_plan(folder: str | Path) -> Plan:
     path = Path(folder) / PLAN
     if not path.exists():
         raise TellkitError(f"{folder} holds no {PLAN}: not a sweep or compare folder")
-    d = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        d = None
+    if not (isinstance(d, dict) and d.get("kind") in ("sweep", "compare") and isinstance(d.get("cells"), list)
+            and "config" in d):
+        raise TellkitError(f"{path} was not written by tellkit (not a sweep or compare plan); give the output.dir "
+                           "of a tellkit sweep or compare")
     return Plan(kind=d["kind"], folder=Path(folder), config=d["config"], cells=[Cell(**c) for c in d["cells"]],
                 left_out=d.get("left_out", []), notes=d.get("notes", {}), memory_gib=d.get("memory_gib", {}))
 
