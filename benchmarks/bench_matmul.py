@@ -24,10 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import common
 import numpy as np
 import torch
-
-import common
 
 
 def peak_gflops(dtype: torch.dtype, shapes, reps: int = 5) -> float:

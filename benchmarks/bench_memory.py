@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from unittest import mock
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import common
-
 
 # The refit sweep (SmolLM2): both precisions at the shapes users train, checkpointing on and off, and
 # the real mixture; on a CPU without native bf16 the bf16 rows measure emulated autocast.

@@ -318,9 +318,7 @@ def train_hf_packed(model_path, data, rows, length, steps, times, bf16) -> None:
     """tellkit before this change: max_length rows of 4 examples, block-diagonal SDPA mask from the
     position-id restarts, the model's loss on full logits."""
     import torch
-    from transformers import Trainer, TrainingArguments
-
-    from transformers import set_seed
+    from transformers import Trainer, TrainingArguments, set_seed
 
     set_seed(0)  # as tellkit does before the LoRA init: the same initial adapter
     model, _ = _lora_model(model_path)

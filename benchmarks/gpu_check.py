@@ -172,10 +172,9 @@ def run_job(job: dict) -> dict:
     """One piece in this process: "train" (an arm over the mixture) or "vllm"."""
     if job["kind"] == "vllm":
         return vllm_job(job)
+    import bench_train
     import torch
     from transformers import AutoConfig
-
-    import bench_train
 
     bench_train.WEIGHTS = "bfloat16" if torch.cuda.is_available() and job["bf16"] else "float32"
     arm, steps, length = job["arm"], job["steps"], job["max_length"]

@@ -8,7 +8,11 @@ the numbers compare with `tellkit run`'s. No tellkit trainer, collator, packing 
         --schema examples/data/tickets/schema.json --lr 5e-4 --epochs 2 --per-step 8
 """
 
-import argparse, json, random, sys, time  # noqa: E401
+import argparse  # noqa: E401
+import json
+import random
+import sys
+import time
 from pathlib import Path
 
 import torch

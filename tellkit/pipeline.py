@@ -24,10 +24,10 @@ from .data.anchor import anchor_text
 from .data.formats import to_examples
 from .data.readers import read_records
 from .errors import ConfigError
-from .models.modules import check_target_modules
 from .methods import METHODS, alone, require_anchor
 from .mix import Mixture
 from .mix.prepare import Prepared, mix, prepare
+from .models.modules import check_target_modules
 from .runs.rundir import RunDir
 from .track import check_trackers
 from .train.memory import Preflight, preflight

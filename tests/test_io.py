@@ -4,7 +4,12 @@ import stat
 
 import pytest
 
-from tellkit.io import atomic_path, write_bytes_atomic, write_json_atomic, write_text_atomic
+from tellkit.io import (
+    atomic_path,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 
 def test_write_text_creates_parents_and_leaves_no_temp(tmp_path):

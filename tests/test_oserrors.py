@@ -16,8 +16,8 @@ import sys
 
 import pytest
 
-from tests.helpers import user_error, visible_lines
 from tellkit.cli import main
+from tests.helpers import user_error, visible_lines
 
 DRIVER = """
 import contextlib, io, json, sys

@@ -17,7 +17,6 @@ from tellkit.cli import main
 from tellkit.config import load_config
 from tellkit.errors import DataError
 from tellkit.runs.rundir import RunDir
-
 from tests.helpers import user_error
 
 

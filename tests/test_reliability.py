@@ -23,7 +23,6 @@ from tellkit.config import Config, load_config
 from tellkit.errors import TellkitError
 from tellkit.runs.rundir import RunDir, checkpoint_complete, last_checkpoint
 from tellkit.train.callbacks import LossLog
-
 from tests.helpers import user_error, visible_lines
 
 
@@ -474,8 +473,8 @@ def test_a_sweep_budget_that_excludes_every_cell_writes_nothing(config_file, cap
 
 
 def test_compare_checks_its_options_before_writing_a_plan(config_file):
-    from tellkit.study.compare import compare
     from tellkit.errors import ConfigError
+    from tellkit.study.compare import compare
 
     with pytest.raises(ConfigError, match="--workers"):
         compare(load_config(config_file), workers=0)

@@ -74,7 +74,9 @@ def _resolve_paths(raw: dict, base: Path) -> None:
     if isinstance(model, dict) and isinstance(model.get("name"), str) and model["name"].strip():
         # model.name is an alias, a hub id or a folder: only a folder (explicitly relative, or one that
         # exists next to the config) is resolved, so the config works from any working directory.
-        from ..models.aliases import alias_key  # light module: no torch/transformers import
+        from ..models.aliases import (
+            alias_key,  # light module: no torch/transformers import
+        )
 
         name = model["name"].strip()
         value = Path(name).expanduser()

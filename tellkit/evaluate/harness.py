@@ -26,8 +26,8 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import ConfigError, TellkitError
+from ..metrics import general_ood as result_of
 from .general_suite import DEFAULT_TASKS, SUITE_DIR
-from .metrics import general_ood as result_of
 
 FEWSHOT_SEED = 1234  # lm-eval's own default, so few-shot tasks sample the examples published numbers use
 

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from tellkit.metrics.bootstrap import bootstrap_corpus_ci
 from tellkit.metrics.base import ITEM_RESAMPLES, Statistic, item_mean, score
+from tellkit.metrics.bootstrap import bootstrap_corpus_ci
 
 NAME = "general_ood"
 # Scores that are rates in [0, 1] (reports give their changes in points).

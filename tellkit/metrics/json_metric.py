@@ -29,7 +29,14 @@ from jsonschema.protocols import Validator
 from jsonschema.validators import validator_for
 
 from tellkit.errors import ConfigError, DataError
-from tellkit.metrics.base import Metric, Statistic, indexed_score, item_mean, item_rows, mean_score
+from tellkit.metrics.base import (
+    Metric,
+    Statistic,
+    indexed_score,
+    item_mean,
+    item_rows,
+    mean_score,
+)
 from tellkit.metrics.jsonparse import parse_lenient, parse_strict
 
 

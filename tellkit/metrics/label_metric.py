@@ -32,7 +32,15 @@ from typing import Any
 import numpy as np
 
 from tellkit.errors import DataError
-from tellkit.metrics.base import Metric, Statistic, indexed_score, item_mean, item_rows, mean_score, option
+from tellkit.metrics.base import (
+    Metric,
+    Statistic,
+    indexed_score,
+    item_mean,
+    item_rows,
+    mean_score,
+    option,
+)
 from tellkit.metrics.jsonparse import parse_lenient
 
 

@@ -15,8 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tellkit.metrics import METRICS, general, general_ood
-from tellkit.metrics import bootstrap
+from tellkit.metrics import METRICS, bootstrap, general, general_ood
 from tellkit.metrics.base import Statistic, item_mean
 
 Results = Sequence[Mapping[str, Any]]  # one {metric: result} per seed

@@ -7,7 +7,12 @@ from pathlib import Path
 
 from tellkit.errors import ModelError
 from tellkit.models.aliases import ALIASES
-from tellkit.models.checks import PICKLE_SUFFIXES, SAFETENSORS_SUFFIXES, check_model_folder, check_remote_code
+from tellkit.models.checks import (
+    PICKLE_SUFFIXES,
+    SAFETENSORS_SUFFIXES,
+    check_model_folder,
+    check_remote_code,
+)
 
 
 def _truthy_env(name: str) -> bool:
@@ -55,7 +60,11 @@ def _cached_snapshot(repo_id: str) -> Path | None:
 
 
 def resolve_hub(name: str, *, allow_pickle: bool, trust_remote_code: bool) -> Path | str:
-    from huggingface_hub.errors import GatedRepoError, HFValidationError, RepositoryNotFoundError
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HFValidationError,
+        RepositoryNotFoundError,
+    )
     from huggingface_hub.utils import validate_repo_id
 
     try:

@@ -121,7 +121,14 @@ def builtin_corpus() -> list[str]:
 
 
 def _train_tokenizer(vocab_size: int, corpus: Iterable[str] | None):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())

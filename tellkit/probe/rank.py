@@ -27,8 +27,15 @@ import numpy as np
 from ..config import Config
 from ..errors import TellkitError
 from ..io import write_json_atomic
-from .probe import (general_examples, hidden_states, load_on_device, num_layers, query_prompts, resolve_layer,
-                    task_examples)
+from .probe import (
+    general_examples,
+    hidden_states,
+    load_on_device,
+    num_layers,
+    query_prompts,
+    resolve_layer,
+    task_examples,
+)
 from .separation import separation_metrics
 
 KEY_METRICS = ("probe_accuracy", "centroid_cosine_distance", "silhouette")

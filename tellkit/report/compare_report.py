@@ -11,9 +11,9 @@ from ..methods import METHODS
 from ..metrics import pooled
 from ..metrics.bootstrap import STUDENT_T
 from ..metrics.headline import headline_scores
+from .general_axis import HELD_OUT_LABEL, buys_and_costs, general_section
 from .html import md_table, shorten, write_report
 from .losses import write_method_plots
-from .general_axis import HELD_OUT_LABEL, buys_and_costs, general_section
 from .plots import plot_metric_bars, plot_score_vs_general
 from .retention import GENERAL, compare_changes, compare_points, fmt_change, has_general
 

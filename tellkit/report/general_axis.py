@@ -12,10 +12,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from ..metrics import budget
+from ..metrics import budget, pooled
+from ..metrics import general_ood as ood
 from ..metrics.budget import fmt_diff, ood_keys
-from . import general_ood as ood
-from . import pooled
 from .html import md_table
 from .plots import plot_score_vs_general
 

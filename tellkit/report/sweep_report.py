@@ -7,10 +7,10 @@ from pathlib import Path
 
 from ..methods import METHODS
 from ..metrics.bootstrap import STUDENT_T
-from .html import md_table, write_report
-from .losses import write_method_plots
 from .general_axis import sweep_lines
 from .general_axis import sweep_section as general_section
+from .html import md_table, write_report
+from .losses import write_method_plots
 from .plots import plot_ratio_curves, plot_scale_curves
 from .retention import GENERAL, sweep_section
 

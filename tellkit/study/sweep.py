@@ -36,6 +36,7 @@ from .execute import check_execution, execute
 from .execute.cell import is_done, result
 from .execute.plan import Cell, Plan, make_plan, select, store
 
+
 def planned_tokens(cell: dict, epochs: float) -> float:
     """Training tokens a cell will use (mixture tokens x epochs), known before anything trains."""
     return METHODS[cell["method"]].mixture_tokens(cell["task_tokens"], cell["ratio"]) * epochs

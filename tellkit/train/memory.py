@@ -31,7 +31,14 @@ from .. import allocator
 from ..config import Config
 from ..errors import TellkitError
 from ..mix import Mixture
-from .plan import TrainPlan, epoch_positions, example_lengths, micro_batch_slots, plan_lines, plan_training
+from .plan import (
+    TrainPlan,
+    epoch_positions,
+    example_lengths,
+    micro_batch_slots,
+    plan_lines,
+    plan_training,
+)
 from .plan import report_lines as plan_report_lines
 
 GIB = 1024 ** 3

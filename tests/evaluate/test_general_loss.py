@@ -4,13 +4,13 @@ per-example attention, LM head on supervised positions only) against the plain c
 import pytest
 import torch
 
-from tests.helpers import general_rows, write_jsonl
 from tellkit.api import load
 from tellkit.data.formats import to_examples
 from tellkit.data.readers import read_records
 from tellkit.data.tokenize import encode
 from tellkit.evaluate.runner import general_loss, supervised_losses
 from tellkit.models import load_model_and_tokenizer
+from tests.helpers import general_rows, write_jsonl
 
 
 def _naive(model, encoded, pad_id, batch_size):

@@ -5,11 +5,10 @@ import math
 
 import pytest
 
-from tellkit.metrics import budget
+from tellkit.api import load
+from tellkit.metrics import budget, compute
 from tellkit.study.compare import summarise
 from tellkit.study.winner import OVER, hand_over, pick, verdict_table
-from tellkit.api import load
-from tellkit.metrics import compute
 
 REF = '{"a": 1}'
 N_GENERAL = 400

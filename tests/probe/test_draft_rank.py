@@ -4,14 +4,21 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.helpers import general_rows, write_jsonl
 
 from tellkit.api import load
 from tellkit.errors import ConfigError, TellkitError
-from tellkit.probe.draft import (FILE_HEADER, clean_candidate, dedupe, draft_anchors, read_anchor_file,
-                                 template_anchor, write_anchor_file)
+from tellkit.probe.draft import (
+    FILE_HEADER,
+    clean_candidate,
+    dedupe,
+    draft_anchors,
+    read_anchor_file,
+    template_anchor,
+    write_anchor_file,
+)
 from tellkit.probe.probe import task_examples
 from tellkit.probe.rank import rank_anchors, rank_key, sort_ranked
+from tests.helpers import general_rows, write_jsonl
 
 # ----------------------------------------------------------------------------- cleaning
 

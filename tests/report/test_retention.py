@@ -4,7 +4,12 @@ import pytest
 
 from tellkit.metrics import compute, general
 from tellkit.report import plots
-from tellkit.report.retention import compare_changes, fmt_change, sweep_points, sweep_section
+from tellkit.report.retention import (
+    compare_changes,
+    fmt_change,
+    sweep_points,
+    sweep_section,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -4,12 +4,12 @@ import sys
 
 import pytest
 
-from tests.helpers import task_rows, write_jsonl
 from tellkit.cli import main
 from tellkit.data.anchor import apply_anchor
 from tellkit.data.tokenize import encode_prompt
 from tellkit.generation.generate import generate
 from tellkit.runs.source import load_merged, open_run
+from tests.helpers import task_rows, write_jsonl
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,15 @@ import pytest
 from tellkit.api import load
 from tellkit.cli import main
 from tellkit.errors import ConfigError
-from tellkit.study.sweep import _tokens_for, cell_name, curves, grid, multipliers, over_budget, primary_score
+from tellkit.study.sweep import (
+    _tokens_for,
+    cell_name,
+    curves,
+    grid,
+    multipliers,
+    over_budget,
+    primary_score,
+)
 
 
 def test_grid_has_no_duplicate_cells_and_ratio_free_methods_run_once(config_file):
@@ -168,10 +176,9 @@ def test_sweep_validates_its_own_cells_not_mix_ratio(config_file, capsys):
 
 
 def test_an_infeasible_cell_is_named_with_the_key_to_change_and_a_left_out_one_is_not_checked(config_file, capsys):
-    from tests.helpers import user_error
-
-    from tellkit.study.sweep import plan_sweep
     from tellkit.mix.prepare import prepare
+    from tellkit.study.sweep import plan_sweep
+    from tests.helpers import user_error
 
     _no_mix_config(config_file)
     grid = ["sweep.ratios=[0,3,1000]", "sweep.task_tokens=[200]", "sweep.methods=[tell,sft]", "sweep.seeds=[0]"]

@@ -8,7 +8,6 @@ from torch import nn
 
 from tellkit.train import lean
 from tellkit.train.lean import GatedProduct, lean_activations
-
 from tests.helpers import lora_model
 
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from tests.helpers import lora_model
 from tellkit.train import loss as loss_mod
 from tellkit.train.attention import NAME
 from tellkit.train.batches import collate_packed, collate_padded
 from tellkit.train.loss import fuse_head, linear_cross_entropy, unfuse_head
+from tests.helpers import lora_model
 
 A = {"input_ids": list(range(5, 25)), "labels": [-100] * 6 + list(range(11, 25)), "task": 1}
 B = {"input_ids": list(range(30, 42)), "labels": [-100] * 4 + list(range(34, 42)), "task": 0}

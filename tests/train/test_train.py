@@ -1,14 +1,13 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from tellkit.cli import main
-
-import numpy as np
 
 
 def test_tellkit_run_end_to_end(config_file, tiny_model, capsys):

@@ -8,7 +8,14 @@ from tellkit.errors import TellkitError
 from tellkit.mix.prepare import prepare
 from tellkit.study.compare import plan_compare
 from tellkit.study.execute import cell
-from tellkit.study.execute.cell import cost, events, is_done, matched_cell, result, run_planned
+from tellkit.study.execute.cell import (
+    cost,
+    events,
+    is_done,
+    matched_cell,
+    result,
+    run_planned,
+)
 
 TELL_CELL = {"seed": 1, "cost": {"train_tokens": 3000, "optimizer_steps": 12}}
 

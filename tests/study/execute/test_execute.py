@@ -80,9 +80,9 @@ def test_a_killed_worker_has_its_cell_resumed_and_no_cell_runs_twice(config_file
 
 
 def test_a_sweep_split_by_scale_runs_the_cells_of_one_invocation(config_file, capsys):
-    from tellkit.study.sweep import plan_sweep
     from tellkit.api import load
     from tellkit.mix.prepare import prepare
+    from tellkit.study.sweep import plan_sweep
 
     grid = ["sweep.ratios=[0,2]", "sweep.task_tokens=[150,300]", "sweep.seeds=[0]",
             "sweep.methods=[tell,general-only]", "eval.max_new_tokens=2", "eval.limit=2", "train.max_steps=1"]
@@ -110,9 +110,9 @@ def test_a_sweep_split_by_scale_runs_the_cells_of_one_invocation(config_file, ca
 
 
 def test_workers_start_a_cell_only_while_its_memory_estimate_fits_beside_the_running_ones(config_file, capsys):
-    from tellkit.study.sweep import plan_sweep
     from tellkit.api import load
     from tellkit.mix.prepare import prepare
+    from tellkit.study.sweep import plan_sweep
 
     grid = ["sweep.ratios=[2]", "sweep.task_tokens=[150]", "sweep.seeds=[0]", "sweep.methods=[tell,sft]",
             "eval.max_new_tokens=2", "eval.limit=2", "train.max_steps=2"]
