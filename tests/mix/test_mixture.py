@@ -2,13 +2,14 @@ import json
 
 import pytest
 
+from tellkit import api
 from tellkit.api import load
 from tellkit.errors import DataError
 from tellkit.mix.prepare import mix
 
 
 def run_mix(config_file, tmp_path, *overrides):
-    return mix(load(config_file, list(overrides)), tmp_path / "out")
+    return api.mix(load(config_file, list(overrides)), tmp_path / "out")  # `tellkit mix`: built and written
 
 
 @pytest.mark.parametrize("ratio", [1, 3, 10])
