@@ -123,6 +123,6 @@ def general_ood(cfg: Config, model, tok) -> dict:
                                "(a task from the Hugging Face hub needs its data set cached: run it once "
                                "with network access)") from e
     result = result_of.from_lm_eval(output, top_names(specs), seed=cfg.train.seed, chosen=cfg.eval.general_score)
-    result.update(seconds=round(time.perf_counter() - start, 1), limit=cfg.eval.general_limit,
+    result.update(seconds=round(time.perf_counter() - start, 1), suite=specs, limit=cfg.eval.general_limit,
                   lm_eval=lm_eval.__version__)
     return result

@@ -133,13 +133,11 @@ def model_metrics(cfg: Config, names: list[str], model, tok, adapter: Path | Non
     return out
 
 
-def top_up(cfg: Config, eval_dir: Path, *, adapter: Path | None, anchor: str | None = None) -> dict:
+def top_up(cfg: Config, eval_dir: Path, *, adapter: Path | None) -> dict:
     """Add the model metrics of eval.metrics that `eval_dir/scores.json` lacks (an evaluation written before
     they were asked for, e.g. a finished compare cell that now also measures general ability); the text
-    metrics and outputs are kept. Evaluates from scratch when there is no scores.json."""
+    metrics and outputs are kept, nothing is generated again. Returns the evaluation result."""
     scores_file = eval_dir / "scores.json"
-    if not scores_file.exists():
-        return evaluate(cfg, adapter=adapter, anchor=anchor, out_dir=eval_dir)
     result = json.loads(scores_file.read_text(encoding="utf-8"))
     missing = missing_metrics(cfg, result)
     if missing:
@@ -150,8 +148,13 @@ def top_up(cfg: Config, eval_dir: Path, *, adapter: Path | None, anchor: str | N
 
 
 def missing_metrics(cfg: Config, result: dict) -> list[str]:
-    """The model metrics eval.metrics asks for that a stored evaluation result does not hold."""
-    return [m for m in cfg.eval.metrics if m in MODEL_METRICS and m not in result.get("metrics", {})]
+    """The model metrics eval.metrics asks for that a stored evaluation result does not hold, or holds for
+    another general suite (eval.general_tasks or eval.general_limit changed since)."""
+    from .metrics.general_ood import measured_as_asked
+
+    have = result.get("metrics", {})
+    return [m for m in cfg.eval.metrics if m in MODEL_METRICS and (m not in have or (
+        m == "general_ood" and not measured_as_asked(have[m], cfg.eval.general_tasks, cfg.eval.general_limit)))]
 
 
 def general_loss(cfg: Config, model, tok, limit: int = 200) -> dict:

@@ -41,6 +41,12 @@ RATES = ("acc", "acc_norm", "exact_match", "mc2", "f1")
 PREFERRED = (*RATES, "bits_per_byte", "byte_perplexity", "word_perplexity")
 
 
+def measured_as_asked(result: Mapping[str, Any], tasks: Sequence[str], limit: int | None) -> bool:
+    """Whether a stored result was measured on these eval.general_tasks with this eval.general_limit (a
+    finished cell evaluated on another suite is measured again, not reused)."""
+    return result.get("suite") == list(tasks) and result.get("limit") == limit
+
+
 def split_score(name: str) -> tuple[str, str]:
     """'tellkit_wordnet/acc' -> ('tellkit_wordnet', 'acc')."""
     task, _, metric = name.rpartition("/")

@@ -38,6 +38,12 @@ def _results(result: dict, method: str) -> list[dict]:
     return [c["metrics"] for c in result["cells"] if c["method"] == method]
 
 
+def _changes(result: dict, winner: dict | None, keys: list[str]) -> dict[str, dict]:
+    """{key: {method: change from base}}: the winner record's (hand_over computed them), else computed here."""
+    stored = (winner or {}).get("general") or {}
+    return {k: stored[k] if k in stored else budget.changes(result, k) for k in keys}
+
+
 def buys_and_costs(result: dict, winner: dict | None, score: str) -> list[str]:
     """The report's opening lines: per trained method, its change from base on the task score and on each
     general score out of distribution (and the held-out loss), with paired 95% intervals."""
@@ -47,7 +53,7 @@ def buys_and_costs(result: dict, winner: dict | None, score: str) -> list[str]:
         return []
     judged = (winner or {}).get("budget") or {}
     first = next((c["metrics"][ood.NAME] for c in result["cells"] if ood.NAME in c["metrics"]), None)
-    seeds = len(result["seeds"])
+    seeds, changes = len(result["seeds"]), _changes(result, winner, keys)
     lines = [f"**What each method buys and what it costs**, against the untrained model "
              f"({'one seed' if seeds == 1 else f'means of {seeds} seeds'}; 95% intervals paired by item"
              f"{'' if seeds == 1 else ' and over seeds'}):", ""]
@@ -58,8 +64,7 @@ def buys_and_costs(result: dict, winner: dict | None, score: str) -> list[str]:
         task = pooled.difference(score, own, base)
         clear = task["verdict"] != "no clear difference"
         parts = [f"{task['mean_diff']:+.3f} {score}" + ("" if clear else " (no clear change)")]
-        general = [_cost_words(d, k, pooled.higher_is_better(k, first))
-                   for k in keys if (d := budget.grouped_changes({m: own}, base, k).get(m))]
+        general = [_cost_words(d, k, pooled.higher_is_better(k, first)) for k in keys if (d := changes[k].get(m))]
         parts.append("general ability out of distribution: " + ("; ".join(general) if general else "not measured"))
         held = budget.grouped_changes({m: own}, base, HELD_OUT).get(m)
         if held:
@@ -77,7 +82,7 @@ def general_section(result: dict, winner: dict | None, score: str, out: Path) ->
     keys = ood_keys(result["cells"])
     if not keys:
         return []
-    summary, base = result["summary"], _results(result, "base")
+    summary, changes = result["summary"], _changes(result, winner, keys)
     judged = (winner or {}).get("budget")
     md = ["## General ability out of distribution", "",
           "Scored by lm-evaluation-harness on tasks that no general mix contains (`eval.general_tasks`); "
@@ -90,8 +95,7 @@ def general_section(result: dict, winner: dict | None, score: str, out: Path) ->
         row = [m]
         for k in keys:
             row.append(_fmt_ci(summary[m]["scores"].get(k)))
-            d = budget.grouped_changes({m: _results(result, m)}, base, k).get(m) if m != "base" else None
-            row.append("0 (reference)" if m == "base" else fmt_diff(d, k))
+            row.append("0 (reference)" if m == "base" else fmt_diff(changes[k].get(m), k))
         if judged and judged["budget"] is not None:
             within = judged["methods"].get(m, {}).get("within")
             row.append("–" if within is None else "yes" if within else "**no**")

@@ -39,6 +39,7 @@ def test_the_default_suite_runs_offline_and_keeps_lm_evals_rows(default_suite, m
     assert list(DEFAULT_TASKS) == r["tasks"] == ["tellkit_wordnet", "tellkit_pydoc"]
     assert set(r["scores"]) == {"tellkit_wordnet/acc", "tellkit_wordnet/acc_norm", "tellkit_pydoc/bits_per_byte"}
     assert r["general_score"] == "tellkit_wordnet/acc" and r["n"] == 6 and r["limit"] == 6
+    assert r["suite"] == list(DEFAULT_TASKS)  # what a finished cell is checked against before reuse
     # the directions are lm-eval's task definitions, not a table of ours
     assert r["higher_is_better"] == {"tellkit_wordnet/acc": True, "tellkit_wordnet/acc_norm": True,
                                      "tellkit_pydoc/bits_per_byte": False}
@@ -82,7 +83,8 @@ def test_a_users_own_task_yaml_with_local_json_data(tiny, tmp_path):
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     (tmp_path / "capitals.yaml").write_text(
         "task: my_capitals\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
-        f"    test: {data}\noutput_type: multiple_choice\ntest_split: test\ndoc_to_text: q\n"
+        f"    test: {data}\n  cache_dir: {tmp_path / 'hf-cache'}\n"  # not the user's ~/.cache
+        "output_type: multiple_choice\ntest_split: test\ndoc_to_text: q\n"
         "doc_to_choice: choices\ndoc_to_target: gold\nmetric_list:\n  - metric: acc\n  - metric: brier_score\n")
     (tmp_path / "task.jsonl").write_text("")
     (tmp_path / "cfg.yaml").write_text("task: {path: task.jsonl}\nmix: {method: sft}\n"

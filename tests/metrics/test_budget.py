@@ -128,3 +128,13 @@ def test_a_general_score_the_suite_does_not_have_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match=r"eval.general_score 'tellkit_wordnet/accuracy' is not a score .*"
                                           r"\['tellkit_wordnet/acc'\]"):
         budget.judge(comparison(tmp_path, FORGETS), "tellkit_wordnet/accuracy", 0.03)
+
+
+def test_budget_and_general_score_keys_are_checked_at_load(config_file):
+    from tellkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"compare.max_general_drop=-0.1: .*greater than or equal to 0"):
+        load(config_file, ["compare.max_general_drop=-0.1"])
+    with pytest.raises(ConfigError, match=r"eval.general_score='acc': .*pattern"):
+        load(config_file, ["eval.general_score=acc"])
+    assert load(config_file, ["compare.max_general_drop=null"]).compare.max_general_drop is None

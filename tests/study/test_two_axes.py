@@ -47,6 +47,13 @@ def test_compare_adds_general_ability_to_finished_cells_and_reports_both_axes(co
     assert (out / "pareto.png").stat().st_size > 1000
     assert "Forgetting budget (`compare.max_general_drop`)" in report
 
+    # another general suite (here: another limit) is measured again, still without retraining
+    assert main(["compare", str(config_file), "compare.methods=[tell,sft]", *FAST, *OOD[:1],
+                 "eval.general_limit=2"]) == 0, capsys.readouterr().err
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    cells = json.loads((out / "comparison.json").read_text())["cells"]
+    assert {c["metrics"]["general_ood"]["n"] for c in cells} == {2}
+
 
 def test_sweep_reports_general_ability_per_ratio_with_a_pareto_plot(config_file, capsys):
     args = ["sweep", str(config_file), "sweep.ratios=[0,2]", "sweep.task_tokens=[150]", "sweep.seeds=[0]",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ...config import Config
 from ...errors import TellkitError
-from ...evaluate.runner import evaluate_run, missing_metrics, top_up
+from ...evaluate.runner import evaluate_base, evaluate_run, missing_metrics, top_up
 from ...methods import METHODS
 from ...mix import Mixture
 from ...mix.prepare import prepare
@@ -63,7 +63,7 @@ def run_cell(c: Config, prepared, match_tokens: int | None = None, mixture: Mixt
     if not (run.path / "eval" / "scores.json").exists():
         evaluate_run(run.path, cfg=c)
     elif not _evaluated(c, run.path / "eval"):  # evaluated before a model metric was asked for: add it only
-        top_up(c, run.path / "eval", adapter=run.path / "adapter", anchor=(run.state() or {}).get("anchor"))
+        top_up(c, run.path / "eval", adapter=run.path / "adapter")
     return cell_result(c)
 
 
@@ -87,8 +87,8 @@ def base_cell(cfg: Config, base_dir: Path) -> dict:
     """The untrained model, evaluated once (greedy decoding does not depend on the seed), general ability
     included: it is the reference every method's change is measured from."""
     cfg = two_axes(cfg)
-    scores = (json.loads((base_dir / "scores.json").read_text()) if _evaluated(cfg, base_dir)
-              else top_up(cfg, base_dir, adapter=None))
+    scores = (evaluate_base(cfg, base_dir) if not (base_dir / "scores.json").exists()
+              else top_up(cfg, base_dir, adapter=None))  # reads it, adding a model metric asked for since
     return {"method": "base", "run_dir": str(base_dir), "metrics": scores["metrics"],
             "cost": {"task_tokens": 0, "train_tokens": 0, "optimizer_steps": 0},
             "samples": _samples(base_dir / "predictions.jsonl")}
