@@ -124,8 +124,9 @@ def real_mixture_config(folder: Path, model_path: str, *, examples: int, batch_s
 def real_mixture_examples(folder: Path, model_path: str, examples: int, **kw) -> list[dict]:
     """The first `examples` examples of that mixture, in training order, as tellkit tokenized them
     (chat template, anchor, truncation to max_length): input_ids, labels (-100 = not supervised), task."""
-    from tellkit.api import load, mix, prepare
+    from tellkit.api import load
     from tellkit.mix.mixture import TASK
+    from tellkit.mix.prepare import mix, prepare
 
     cfg = load(real_mixture_config(folder, model_path, examples=examples, **kw))
     mixture = mix(cfg, prepared=prepare(cfg))

@@ -150,7 +150,7 @@ def top_up(cfg: Config, eval_dir: Path, *, adapter: Path | None) -> dict:
 def missing_metrics(cfg: Config, result: dict) -> list[str]:
     """The model metrics eval.metrics asks for that a stored evaluation result does not hold, or holds for
     another general suite (eval.general_tasks or eval.general_limit changed since)."""
-    from .metrics.general_ood import measured_as_asked
+    from ..metrics.general_ood import measured_as_asked
 
     have = result.get("metrics", {})
     return [m for m in cfg.eval.metrics if m in MODEL_METRICS and (m not in have or (

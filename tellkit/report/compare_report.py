@@ -12,18 +12,10 @@ from ..metrics import pooled
 from ..metrics.bootstrap import STUDENT_T
 from ..metrics.headline import headline_scores
 from .general_axis import HELD_OUT_LABEL, buys_and_costs, general_section
-from .html import md_table, shorten, write_report
+from .html import fmt_ci, md_table, shorten, write_report
 from .losses import write_method_plots
 from .plots import plot_metric_bars, plot_score_vs_general
 from .retention import GENERAL, compare_changes, compare_points, fmt_change, has_general
-
-
-def fmt_ci(s: dict | None) -> str:
-    if not s or s.get("mean") is None or math.isnan(s["mean"]):
-        return "–"
-    if math.isnan(s.get("ci_low", math.nan)):
-        return f"{s['mean']:.3f}"
-    return f"{s['mean']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
 
 
 def readable_verdict(pair: str, verdict: str) -> str:

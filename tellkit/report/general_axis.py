@@ -15,7 +15,7 @@ from pathlib import Path
 from ..metrics import budget, pooled
 from ..metrics import general_ood as ood
 from ..metrics.budget import fmt_diff, ood_keys
-from .html import md_table
+from .html import fmt_ci, md_table
 from .plots import plot_score_vs_general
 
 HELD_OUT = "general/loss"
@@ -94,7 +94,7 @@ def general_section(result: dict, winner: dict | None, score: str, out: Path) ->
     for m in result["methods"]:
         row = [m]
         for k in keys:
-            row.append(_fmt_ci(summary[m]["scores"].get(k)))
+            row.append(fmt_ci(summary[m]["scores"].get(k)))
             row.append("0 (reference)" if m == "base" else fmt_diff(changes[k].get(m), k))
         if judged and judged["budget"] is not None:
             within = judged["methods"].get(m, {}).get("within")
@@ -105,14 +105,6 @@ def general_section(result: dict, winner: dict | None, score: str, out: Path) ->
         md += [_budget_note(judged, winner), ""]
     md += _pareto(result, judged, score, out)
     return md
-
-
-def _fmt_ci(s: dict | None) -> str:
-    if not s or s.get("mean") is None or math.isnan(s["mean"]):
-        return "–"
-    if math.isnan(s.get("ci_low", math.nan)):
-        return f"{s['mean']:.3f}"
-    return f"{s['mean']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
 
 
 def _budget_note(judged: dict, winner: dict) -> str:

@@ -112,6 +112,15 @@ def md_table(headers: list[str], rows: list[list], floatfmt: str = "{:.3f}") -> 
     return "\n".join(lines) + "\n"
 
 
+def fmt_ci(s: dict | None) -> str:
+    """A summary score as "mean [low, high]" ("–" when missing; the mean alone when no interval)."""
+    if not s or s.get("mean") is None or math.isnan(s["mean"]):
+        return "–"
+    if math.isnan(s.get("ci_low", math.nan)):
+        return f"{s['mean']:.3f}"
+    return f"{s['mean']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]"
+
+
 def shorten(text: str, n: int = 160) -> str:
     """One line of at most n characters, for sample tables."""
     text = " ".join(str(text).split()).replace("`", "'")

@@ -28,8 +28,7 @@ def test_truncation_counts_what_is_trained(tiny_model):
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from tellkit.anchor import apply_anchor  # noqa: E402
-
+from tellkit.data.anchor import apply_anchor  # noqa: E402
 from tellkit.data.tokenize import encode_prompt, render  # noqa: E402
 
 IM_START, IM_END = 1, 2  # the tiny tokenizer's control ids (as SmolLM2's)
