@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None:  # the console command (not a call from Python): run with tcmalloc/mimalloc, see allocator.py
-        threads.configure()  # before torch loads OpenMP: threads = free cores, passive wait (threads.py)
+        threads.configure()  # before torch loads OpenMP: threads = free cores; passive wait when sharing (threads.py)
         allocator.reexec_with_preferred()  # the re-executed process inherits that choice
     args = parse(build_parser(), sys.argv[1:] if argv is None else argv)
     if not args.debug:  # library deprecation chatter is not the user's business

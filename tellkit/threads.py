@@ -12,10 +12,18 @@ torch loads libgomp; `configure()` runs at the top of `cli.main`, and the alloca
 the environment on):
 - threads = the cores that are free at start: per-CPU busy time is sampled for a moment (psutil)
   over the cores this process may run on (its affinity mask, capped by a container's CPU quota), and
-  a core counts as taken when other work keeps it more than half busy (niced processes count: the
-  27 s steps above were beside a niced compiler);
-- OMP_WAIT_POLICY=PASSIVE: a thread that waits at a barrier sleeps instead of spinning, so a core
-  shared with another process is handed over rather than burnt.
+  a core counts as taken when other work keeps it more than half busy. Niced processes do not count:
+  the scheduler gives a `nice -n 19` process about 1.5% of a core shared with ours, and measured beside
+  one (benchmarks/README.md, 2026-12-05) training on every core lost nothing (537 vs 502 tok/s alone),
+  while giving up a core for it cost a third;
+- OMP_WAIT_POLICY=PASSIVE, only when it trains on fewer threads than cores (the machine is shared): a
+  thread that waits at a barrier sleeps instead of spinning, so a shared core is handed over rather than
+  burnt. With every core free libgomp's default (spin, then sleep) is kept: measured side by side
+  (SmolLM2-135M, bf16, 2x512 rows, benchmarks/README.md) passive waits cost 7-16% alone and 35% beside a
+  niced job, while beside a normal-priority hog they gained 1.7x (313 vs 184 tok/s on 2 threads; 329 on
+  the 1 free thread). A load that starts after training did is not caught by either choice; the
+  progress bar then says "machine busy" (train/callbacks.py), and OMP_WAIT_POLICY=PASSIVE is yours to set
+  on a machine you share.
 `benchmarks/bench_contention.py` measures both, alone and beside a CPU hog.
 
 You choose with `TELLKIT_THREADS=N` (a count), `all` (every core, the PyTorch default) or `auto`
@@ -36,7 +44,8 @@ import time
 from pathlib import Path
 
 ENV = "TELLKIT_THREADS"
-WAIT_POLICY = "PASSIVE"  # what tellkit sets when nobody else chose: see the module docstring
+WAIT_POLICY = "PASSIVE"  # what tellkit sets when it shares the cores and nobody else chose: module docstring
+LIBGOMP_DEFAULT = "libgomp default (spin, then sleep)"
 _MARK = "_TELLKIT_THREADS_CHOICE"  # the choice made at start, for this process, its re-exec and children
 SAMPLE_SECONDS = 0.2  # long enough for 20 scheduler ticks per CPU (USER_HZ 100), short next to torch's import
 _cached: dict | None = None  # the API path measures once per process
@@ -70,7 +79,8 @@ def busy_cores(seconds: float = SAMPLE_SECONDS) -> float:
         if allowed is not None and i not in allowed:
             continue
         total = sum(b) - sum(a)
-        idle = (b.idle - a.idle) + (getattr(b, "iowait", 0.0) - getattr(a, "iowait", 0.0))
+        # waiting on disk is idle, and so is niced work: it yields the core to ours (module docstring)
+        idle = sum(getattr(b, k, 0.0) - getattr(a, k, 0.0) for k in ("idle", "iowait", "nice"))
         busy += max(0.0, min(1.0, 1 - idle / total)) if total > 0 else 0.0
     return busy
 
@@ -113,10 +123,15 @@ def configure(environ=None, sample=busy_cores) -> dict:
                    "busy_cores_at_start": None if busy is None else round(busy, 2)}
         env["OMP_NUM_THREADS"] = str(record["threads"])
         env.setdefault("MKL_NUM_THREADS", str(record["threads"]))
-    record["omp_wait_policy"] = env.get("OMP_WAIT_POLICY") or WAIT_POLICY
-    record["wait_policy_source"] = "OMP_WAIT_POLICY" if env.get("OMP_WAIT_POLICY") else "tellkit"
-    env["OMP_WAIT_POLICY"] = record["omp_wait_policy"]
-    if env is os.environ and "torch" in sys.modules:  # libgomp read this process's environment already
+    if env.get("OMP_WAIT_POLICY"):
+        record |= {"omp_wait_policy": env["OMP_WAIT_POLICY"], "wait_policy_source": "OMP_WAIT_POLICY"}
+    elif record["threads"] < n:  # sharing the machine: a waiting thread hands its core over
+        env["OMP_WAIT_POLICY"] = WAIT_POLICY
+        record |= {"omp_wait_policy": WAIT_POLICY, "wait_policy_source": "tellkit"}
+    else:  # every core free: spinning waits are the faster ones (module docstring)
+        record |= {"omp_wait_policy": LIBGOMP_DEFAULT, "wait_policy_source": "not set: every core was free"}
+    if record["wait_policy_source"] == "tellkit" and env is os.environ and "torch" in sys.modules:
+        # libgomp read this process's environment already
         record["wait_policy_source"] = "set after torch loaded: not in effect"
     env[_MARK] = json.dumps(record)
     return record
@@ -136,7 +151,7 @@ def for_training(sample=busy_cores) -> dict:
     else:
         n = cores()
         record = {"cores": n, "busy_cores_at_start": None,
-                  "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY") or "libgomp default (spin, then sleep)",
+                  "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY") or LIBGOMP_DEFAULT,
                   "wait_policy_source": "OMP_WAIT_POLICY" if os.environ.get("OMP_WAIT_POLICY") else "not set"}
         if os.environ.get("OMP_NUM_THREADS"):
             record |= {"thread_source": "OMP_NUM_THREADS"}

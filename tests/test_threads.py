@@ -39,13 +39,32 @@ def test_busy_cores_come_from_the_per_cpu_counters(monkeypatch):
 
     samples = iter([
         [CpuTimes(0, 0, 0, 100, 0), CpuTimes(0, 0, 0, 100, 0), CpuTimes(0, 0, 0, 100, 0)],
-        # cpu0 fully busy (a niced compiler counts), cpu1 idle (waiting on disk is idle), cpu2 busy but not ours
-        [CpuTimes(10, 10, 0, 100, 0), CpuTimes(0, 0, 0, 110, 10), CpuTimes(20, 0, 0, 100, 0)],
+        # cpu0 fully busy (user work), cpu1 idle (waiting on disk is idle), cpu2 busy but not ours
+        [CpuTimes(20, 0, 0, 100, 0), CpuTimes(0, 0, 0, 110, 10), CpuTimes(20, 0, 0, 100, 0)],
     ])
     monkeypatch.setattr(psutil, "cpu_times", lambda percpu: next(samples))
     monkeypatch.setattr(threads.time, "sleep", lambda s: None)
     monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert threads.busy_cores() == pytest.approx(1.0)
+
+
+def test_niced_work_leaves_a_core_free(monkeypatch):
+    import psutil
+
+    # cpu0 runs only a `nice -n 19` job, which yields to tellkit: the core is free for training
+    samples = iter([[CpuTimes(0, 0, 0, 100, 0)] * 2, [CpuTimes(0, 20, 0, 100, 0), CpuTimes(0, 0, 0, 120, 0)]])
+    monkeypatch.setattr(psutil, "cpu_times", lambda percpu: next(samples))
+    monkeypatch.setattr(threads.time, "sleep", lambda s: None)
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert threads.busy_cores() == pytest.approx(0.0)
+
+
+def test_every_core_free_keeps_libgomps_spinning_wait(monkeypatch):
+    monkeypatch.setattr(threads, "cores", lambda: 2)
+    env = {}
+    record = threads.configure(env, sample=lambda: 0.0)
+    assert env["OMP_NUM_THREADS"] == "2" and "OMP_WAIT_POLICY" not in env
+    assert record["omp_wait_policy"] == threads.LIBGOMP_DEFAULT and record["wait_policy_source"].startswith("not set")
 
 
 def test_configure_sets_threads_and_passive_wait_once(monkeypatch):
@@ -89,7 +108,8 @@ def test_a_container_quota_caps_the_cores(monkeypatch, tmp_path):
 
 def test_configure_after_torch_loaded_says_the_policy_is_not_in_effect(monkeypatch):
     monkeypatch.setattr(threads.os, "environ", {})  # this process's environment, and torch is loaded here
-    record = threads.configure(sample=lambda: 0.0)
+    monkeypatch.setattr(threads, "cores", lambda: 2)
+    record = threads.configure(sample=lambda: 1.0)
     assert record["wait_policy_source"].endswith("not in effect")
 
 
