@@ -40,7 +40,7 @@ from pathlib import Path
 import common
 
 LOADS = ["alone", "hog", "nice-hog"]
-SETTINGS = ["all/default", "all/active", "all/passive", "free/default", "free/passive"]
+SETTINGS = ["all/default", "all/active", "all/passive", "free/default", "free/passive", "free/tellkit"]
 HOG = "while True: pass"  # one core's worth of work that never sleeps
 
 
@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--loads", default=",".join(LOADS))
     ap.add_argument("--settings", default=",".join(SETTINGS), help="THREADS/POLICY, THREADS all|free|N, "
-                    "POLICY default|active|passive")
+                    "POLICY default|active|passive|tellkit (the command's choice)")
     a = ap.parse_args()
     from tellkit import threads
 
@@ -121,6 +121,8 @@ def arm_env(setting: str, busy: float) -> dict:
     if lib and Path(lib).is_file() and not any(k in env.get("LD_PRELOAD", "") for k in allocator._KNOWN):
         env = allocator.preload_env(lib, env)
     env |= {"OMP_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n), "TOKENIZERS_PARALLELISM": "false"}
+    if policy == "tellkit":  # what the command chooses (threads.configure): passive only when sharing cores
+        policy = "passive" if n < threads.cores() else "default"
     if policy != "default":
         env["OMP_WAIT_POLICY"] = policy.upper()
     return env
