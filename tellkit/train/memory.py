@@ -58,12 +58,15 @@ GIB = 1024 ** 3
 # sweep has fp32 and bf16 rows; run it once per malloc: TELLKIT_MALLOC=system / mimalloc / tcmalloc).
 ACT_SCALE = {  # measured / the count of saved_per_token_layer
     "fp32": {"system": 2.35, "tcmalloc": 1.22, "mimalloc": 1.4, "jemalloc": 1.21, "cuda": 1.0},
-    # bf16 "system": fitted to one peak (issue 29: SmolLM2 8 x 512, glibc, 5.80 GiB; Xeon with AMX-bf16)
-    "bf16": {"system": 2.92, "tcmalloc": None, "mimalloc": None, "jemalloc": None, "cuda": 1.0},
+    # bf16 "system": fitted to one peak (issue 29: SmolLM2 8 x 512, glibc, 5.80 GiB; Xeon with AMX-bf16).
+    # bf16 "mimalloc" (the default install): fitted to the sweep of 2026-12-05 (benchmarks/README.md:
+    # 1x512 .. 8x1024 and the real mixture, AMD EPYC with avx512_bf16): -8% .. +5% at every shape.
+    "bf16": {"system": 2.92, "tcmalloc": None, "mimalloc": 1.95, "jemalloc": None, "cuda": 1.0},
 }
 CKPT_SCALE = {  # the same with gradient checkpointing
     "fp32": {"system": 13.0, "tcmalloc": 1.25, "mimalloc": 1.4, "jemalloc": 1.25, "cuda": 1.0},
-    "bf16": {"system": 8.35, "tcmalloc": None, "mimalloc": None, "jemalloc": None, "cuda": 1.0},  # 3.04 GiB
+    # bf16 "system": 3.04 GiB at 8 x 512 (issue 29); "mimalloc": the 2026-12-05 sweep, -4% / +4% at 8 / 4 x 512
+    "bf16": {"system": 8.35, "tcmalloc": None, "mimalloc": 1.4, "jemalloc": None, "cuda": 1.0},
 }
 RUNTIME_GIB = {"cpu": 0.6, "cuda": 0.5}  # the process without model or batch / CUDA context and slack
 ERROR = {"cpu": "±25%", "cuda": "uncalibrated"}  # the estimate's measured error, printed with it
