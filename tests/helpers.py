@@ -101,3 +101,19 @@ def lora_model(tiny_model, attn="sdpa"):
         if "lora_B" in n:
             p.data.normal_(0, 0.05)
     return m
+
+
+def varied_tiny_model(tiny_model):
+    """(model, tokenizer) of the tiny model with larger random weights: its own init only ever says EOS;
+    these give varied outputs (seeded, so every test sees the same model)."""
+    import torch
+
+    from tellkit.models import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(str(tiny_model))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(0, 0.15)
+    return model, tok

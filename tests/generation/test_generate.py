@@ -12,6 +12,7 @@ from tellkit.errors import ConfigError
 from tellkit.generation.generate import decode_width, generate
 from tellkit.generation.kvslots import SlotCache, supports_slots
 from tellkit.generation.stops import end_of_first_object, json_object_closed
+from tests.helpers import varied_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,15 +34,7 @@ QUESTIONS = ["Which colour is named here: red 1?", "Hi", "Summarise: the river r
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model):
-    from tellkit.models import load_model_and_tokenizer
-
-    model, tok = load_model_and_tokenizer(str(tiny_model))
-    torch.manual_seed(0)
-    with torch.no_grad():  # the tiny model's own init only ever says EOS; larger weights give varied outputs
-        for param in model.parameters():
-            if param.dim() > 1:
-                param.normal_(0, 0.15)
-    return model, tok
+    return varied_tiny_model(tiny_model)
 
 
 def _chat(tok, questions):

@@ -22,6 +22,7 @@ from tellkit.mix.prepare import mix, prepare
 from tellkit.runs.rundir import training_hash
 from tellkit.train.loss import HiddenHead, fuse_head
 from tellkit.train.select import DevSelector
+from tests.helpers import varied_tiny_model
 
 DEV = "eval.dev_fraction=0.25"
 
@@ -38,14 +39,7 @@ def training_model(tiny_model):
     """The tiny model as the trainer holds it: LoRA unmerged, train mode, cache off, fused head."""
     from peft import LoraConfig, get_peft_model
 
-    from tellkit.models import load_model_and_tokenizer
-
-    model, _ = load_model_and_tokenizer(str(tiny_model))
-    torch.manual_seed(0)
-    with torch.no_grad():  # the tiny model's own init only ever says EOS; larger weights give varied outputs
-        for param in model.parameters():
-            if param.dim() > 1:
-                param.normal_(0, 0.15)
+    model, _ = varied_tiny_model(tiny_model)
     model.config.use_cache = False
     model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
                                              init_lora_weights=False))  # non-zero B: the adapter changes outputs
