@@ -387,14 +387,19 @@ def main() -> int:
 
     p = make_parser(__doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=0)
+    # Larger sets for the scale studies (docs/results.md): e.g. --train 1000 --name orders-1k writes
+    # examples/data/orders-1k/ and leaves the orders/ that examples and tests use as it is.
+    p.add_argument("--train", type=int, default=N_TRAIN, help="training examples (default %(default)s)")
+    p.add_argument("--test", type=int, default=N_TEST, help="test examples (default %(default)s)")
+    p.add_argument("--name", default="orders", help="sub-folder of --out to write (default %(default)s)")
     args = p.parse_args()
-    out: Path = args.out / "orders"
+    out: Path = args.out / args.name
 
     assert not set(TRAIN_SURNAMES) & set(TEST_SURNAMES)
     assert not set(TRAIN_PRODUCTS) & set(TEST_PRODUCTS)
     rng = random.Random(args.seed)
-    train = build_split(rng, N_TRAIN, TRAIN_SURNAMES, TRAIN_PRODUCTS, "train")
-    test = build_split(rng, N_TEST, TEST_SURNAMES, TRAIN_PRODUCTS, "test", extra_products=TEST_PRODUCTS)
+    train = build_split(rng, args.train, TRAIN_SURNAMES, TRAIN_PRODUCTS, "train")
+    test = build_split(rng, args.test, TEST_SURNAMES, TRAIN_PRODUCTS, "test", extra_products=TEST_PRODUCTS)
 
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     validator = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)

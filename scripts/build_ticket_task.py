@@ -253,13 +253,18 @@ def main() -> int:
 
     p = make_parser(__doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=0)
+    # Larger sets for the scale studies (docs/results.md): e.g. --train 1000 --name tickets-1k writes
+    # examples/data/tickets-1k/ and leaves the tickets/ that examples and tests use as it is.
+    p.add_argument("--train", type=int, default=N_TRAIN, help="training examples (default %(default)s)")
+    p.add_argument("--test", type=int, default=N_TEST, help="test examples (default %(default)s)")
+    p.add_argument("--name", default="tickets", help="sub-folder of --out to write (default %(default)s)")
     args = p.parse_args()
-    out: Path = args.out / "tickets"
+    out: Path = args.out / args.name
 
     assert not set(TRAIN_NAMES) & set(TEST_NAMES)
     rng = random.Random(args.seed)
-    train = build_split(rng, N_TRAIN, TRAIN_NAMES, "train")
-    test = build_split(rng, N_TEST, TEST_NAMES, "test")
+    train = build_split(rng, args.train, TRAIN_NAMES, "train")
+    test = build_split(rng, args.test, TEST_NAMES, "test")
 
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
     validator = jsonschema.Draft202012Validator(SCHEMA)

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The second-round slice behind docs/results.md "Second round": Orders at 10^3 task tokens, ratios 0/10/30/100,
-# tell vs sft-matched vs sft vs base, 3 seeds (~85 min on 2 AVX-512 cores with bf16 autocast). In the background:
+# tell vs sft-matched vs sft vs base, 3 seeds; every cell and base also scored on the default out-of-distribution
+# suite (eval.general_tasks: WordNet + docstrings, all 1,500 items; ~45 min per seed on 2 AVX512-bf16 cores,
+# of which ~2 min per evaluated model is that suite). In the background:
 #   nohup bash scripts/run_study2.sh > examples/runs/study2.log 2>&1 &
 # One seed per invocation (--only), so partial results exist early; rerunning skips finished cells.
-# Then: cp examples/runs/study2/orders/{sweep.json,sweep.csv,report.md,*.png} docs/results/orders-round2/
+# Then: cp examples/runs/study2/orders/{plan.json,sweep.json,sweep.csv,report.md,*.png} docs/results/orders-ood/
 set -uo pipefail
 cd "$(dirname "$0")/.."
 TK=${TK:-$PWD/.venv/bin/tellkit}

@@ -165,6 +165,8 @@ class EvalConfig(Section):
     stop_at_json: bool = False
     # Generation precision. "auto": fp32 on CPU, where tellkit's fp32 decoder is both exact and faster than
     # bf16 autocast (orders: 23.6 vs 27.5 s, benchmarks/README.md); on a GPU, bf16 when training used it.
+    # Scoring (general_ood's log-likelihoods: whole batches, no decoding) runs in bf16 wherever training
+    # does, CPU included (2.4x faster there). True/False set both.
     bf16: Literal["auto", True, False] = "auto"
     # General ability out of distribution (metric `general_ood`, run by lm-evaluation-harness in-process;
     # docs/general-ability.md): lm-eval task, group or tag names (arc_easy, hellaswag, mmlu, ...) or task
@@ -239,9 +241,21 @@ class SweepConfig(Section):
     # Skip cells that would train on more tokens than this (mixture tokens x epochs): the largest
     # ratio that fits then differs per scale. Skipped cells are listed in the report.
     max_train_tokens: PositiveInt | None = None
+    # The scales (a subset of task_tokens) at which the ratio methods (tell, sft-matched, general-only)
+    # run; the ratio-free ones (sft, sft+anchor) run at every scale. None = every scale. The paper's
+    # data-efficiency question, "how much SFT data equals TELL at 10^4 tokens", is TELL at one scale
+    # against SFT at several: task_tokens: [10000, 30000, 100000], mixed_task_tokens: [10000].
+    mixed_task_tokens: list[PositiveInt] | None = None
     # The score the curves and the multiplier use ("metric/score", e.g. json/strict); None = the first
     # headline score (label/accuracy, then json/strict, chrF, ...).
     score: str | None = Field(None, pattern=r"^[\w+-]+/[\w+-]+$")
+
+    @model_validator(mode="after")
+    def _mixed_scales_are_swept(self) -> "SweepConfig":
+        extra = sorted(set(self.mixed_task_tokens or ()) - set(self.task_tokens))
+        if extra:
+            raise ValueError(f"sweep.mixed_task_tokens {extra} must be among sweep.task_tokens {self.task_tokens}")
+        return self
 
 
 class ProbeConfig(Section):

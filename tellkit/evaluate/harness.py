@@ -27,6 +27,7 @@ from pathlib import Path
 from ..config import Config
 from ..errors import ConfigError, TellkitError
 from ..metrics import general_ood as result_of
+from ..train.precision import score_bf16
 from .general_suite import DEFAULT_TASKS, SUITE_DIR
 
 FEWSHOT_SEED = 1234  # lm-eval's own default, so few-shot tasks sample the examples published numbers use
@@ -107,12 +108,16 @@ def general_ood(cfg: Config, model, tok) -> dict:
     from lm_eval import evaluator
     from lm_eval.models.huggingface import HFLM
 
+    import torch
+
     specs = list(cfg.eval.general_tasks)
+    bf16 = score_bf16(cfg.eval.bf16, cfg.train.bf16)
     start = time.perf_counter()
     model.eval()
     with _quiet():
+        # lm-eval's own autocast wraps every forward pass (and, left at None, would switch off any outer one)
         lm = HFLM(pretrained=model, tokenizer=tok, batch_size="auto" if model.device.type == "cuda"
-                  else cfg.eval.batch_size, max_batch_size=64)
+                  else cfg.eval.batch_size, max_batch_size=64, mixed_precision_dtype=torch.bfloat16 if bf16 else None)
         try:
             output = evaluator.simple_evaluate(
                 model=lm, tasks=specs, task_manager=task_manager(specs), limit=cfg.eval.general_limit,
@@ -123,6 +128,6 @@ def general_ood(cfg: Config, model, tok) -> dict:
                                "(a task from the Hugging Face hub needs its data set cached: run it once "
                                "with network access)") from e
     result = result_of.from_lm_eval(output, top_names(specs), seed=cfg.train.seed, chosen=cfg.eval.general_score)
-    result.update(seconds=round(time.perf_counter() - start, 1), suite=specs, limit=cfg.eval.general_limit,
+    result.update(seconds=round(time.perf_counter() - start, 1), suite=specs, limit=cfg.eval.general_limit, bf16=bf16,
                   lm_eval=lm_eval.__version__)
     return result

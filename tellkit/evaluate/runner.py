@@ -32,7 +32,7 @@ from ..runs.loader import load_model, load_tokenizer, model_ref
 from ..runs.source import read_run
 from ..track import log_final_scores
 from ..train.loss import fuse_head, linear_cross_entropy, unfuse_head
-from ..train.precision import eval_bf16
+from ..train.precision import eval_bf16, score_bf16
 
 # Metrics computed from the model itself, not from generated text: `general`, the held-out loss on data
 # from the general mix's own source (in distribution), and `general_ood`, general ability on
@@ -149,12 +149,13 @@ def top_up(cfg: Config, eval_dir: Path, *, adapter: Path | None) -> dict:
 
 def missing_metrics(cfg: Config, result: dict) -> list[str]:
     """The model metrics eval.metrics asks for that a stored evaluation result does not hold, or holds for
-    another general suite (eval.general_tasks or eval.general_limit changed since)."""
+    another general suite (eval.general_tasks, eval.general_limit or the scoring precision changed since)."""
     from ..metrics.general_ood import measured_as_asked
 
     have = result.get("metrics", {})
+    bf16 = score_bf16(cfg.eval.bf16, cfg.train.bf16)
     return [m for m in cfg.eval.metrics if m in MODEL_METRICS and (m not in have or (
-        m == "general_ood" and not measured_as_asked(have[m], cfg.eval.general_tasks, cfg.eval.general_limit)))]
+        m == "general_ood" and not measured_as_asked(have[m], cfg.eval.general_tasks, cfg.eval.general_limit, bf16)))]
 
 
 def general_loss(cfg: Config, model, tok, limit: int = 200) -> dict:

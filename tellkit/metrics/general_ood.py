@@ -41,10 +41,11 @@ RATES = ("acc", "acc_norm", "exact_match", "mc2", "f1")
 PREFERRED = (*RATES, "bits_per_byte", "byte_perplexity", "word_perplexity")
 
 
-def measured_as_asked(result: Mapping[str, Any], tasks: Sequence[str], limit: int | None) -> bool:
-    """Whether a stored result was measured on these eval.general_tasks with this eval.general_limit (a
-    finished cell evaluated on another suite is measured again, not reused)."""
-    return result.get("suite") == list(tasks) and result.get("limit") == limit
+def measured_as_asked(result: Mapping[str, Any], tasks: Sequence[str], limit: int | None, bf16: bool) -> bool:
+    """Whether a stored result was measured on these eval.general_tasks with this eval.general_limit and
+    precision (a finished cell evaluated on another suite, or in another precision than base and the other
+    cells now are, is measured again, not reused; results from before the precision was recorded were fp32)."""
+    return result.get("suite") == list(tasks) and result.get("limit") == limit and result.get("bf16", False) == bf16
 
 
 def split_score(name: str) -> tuple[str, str]:

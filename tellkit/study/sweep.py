@@ -5,7 +5,8 @@ Ratio-free methods (sft, sft+anchor) run once per (scale, seed) and appear as fl
 tell and sft-matched run at every ratio; sft+anchor reuses tell's ratio-0 cell when there is one (the
 same mixture). general-only (no task data) runs once per seed at the largest general volume, base is
 evaluated once. `sweep.max_train_tokens` leaves out cells over a compute budget, so high ratios run
-only at small scales. The grid is planned once (plan.json, see tellkit.study.execute.plan) and then executed
+only at small scales; `sweep.mixed_task_tokens` runs the ratio methods at some scales only (TELL at 10^4
+against SFT at 10^4..10^5). The grid is planned once (plan.json, see tellkit.study.execute.plan) and then executed
 serially, on `--workers N` or on Ray; `--only` runs a part of the same plan. Every cell is a normal run
 folder under cells/; a finished cell is never re-run, an interrupted one resumes from its checkpoint, a
 failed one restarts. Tokenization happens once per data set (the cache is keyed by data, tokenizer,
@@ -46,10 +47,13 @@ def _candidates(cfg: Config) -> list[dict]:
     s = cfg.sweep
     cells, seen = [], set()
     order = sorted(s.methods, key=lambda m: m != "tell")
+    mixed_scales = set(s.task_tokens if s.mixed_task_tokens is None else s.mixed_task_tokens)
     for seed in s.seeds:  # seeds outermost: an early stop still leaves whole grids for the first seeds
         for tokens in s.task_tokens:
             for ratio in sorted(s.ratios):  # tell at ratio 0 comes before sft+anchor, which reuses it
                 for method in order:
+                    if not METHODS[method].ratio_free and METHODS[method].trains and tokens not in mixed_scales:
+                        continue  # a ratio method at a scale only the ratio-free ones run at
                     r = 0.0 if METHODS[method].ratio_free else float(ratio)
                     key = (method, int(tokens), r, seed)
                     if key not in seen and (METHODS[method].task or r > 0):  # no task data: ratio 0 is nothing
@@ -112,7 +116,8 @@ def plan_sweep(cfg: Config, out: Path, prepared) -> Plan:
                  f"({planned_tokens(c, cfg.train.epochs):,.0f} training tokens planned)"} for c in over_budget(cfg)]
     general = {str(c["seed"]): cell_name(c) for c in fitting if _general_only(c)}
     return make_plan("sweep", cfg, out, cells, prepared, hint=SWEEP_HINT, left_out=left_out,
-                     notes={"general_only": general, "max_train_tokens": cfg.sweep.max_train_tokens})
+                     notes={"general_only": general, "max_train_tokens": cfg.sweep.max_train_tokens,
+                            "mixed_task_tokens": cfg.sweep.mixed_task_tokens})
 
 
 SWEEP_HINT = ("drop {ratio:g} from sweep.ratios or lower sweep.task_tokens (or leave the cell out with "

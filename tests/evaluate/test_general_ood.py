@@ -13,6 +13,7 @@ from tellkit.errors import ConfigError
 from tellkit.evaluate.general_suite import DEFAULT_TASKS, SUITE_DIR
 from tellkit.metrics import general_ood, pooled
 from tellkit.models import load_model_and_tokenizer
+from tellkit.train.precision import score_bf16
 
 pytest.importorskip("lm_eval")
 
@@ -40,6 +41,7 @@ def test_the_default_suite_runs_offline_and_keeps_lm_evals_rows(default_suite, m
     assert set(r["scores"]) == {"tellkit_wordnet/acc", "tellkit_wordnet/acc_norm", "tellkit_pydoc/bits_per_byte"}
     assert r["general_score"] == "tellkit_wordnet/acc" and r["n"] == 6 and r["limit"] == 6
     assert r["suite"] == list(DEFAULT_TASKS)  # what a finished cell is checked against before reuse
+    assert r["bf16"] == score_bf16("auto", "auto")  # scored in the precision training uses here
     # the directions are lm-eval's task definitions, not a table of ours
     assert r["higher_is_better"] == {"tellkit_wordnet/acc": True, "tellkit_wordnet/acc_norm": True,
                                      "tellkit_pydoc/bits_per_byte": False}
@@ -120,3 +122,17 @@ def test_the_general_score_defaults_to_the_first_tasks_accuracy():
     assert general_ood.pick_general_score(scores, hib, ["t1", "t2"]) == "t1/bits_per_byte"
     assert general_ood.task_scores({"scores": dict.fromkeys(scores), "higher_is_better": hib,
                                     "tasks": ["t1", "t2"]}) == ["t1/bits_per_byte", "t2/acc"]
+
+
+def test_a_result_scored_in_another_precision_is_measured_again():
+    from tellkit.config import Config
+    from tellkit.evaluate.runner import missing_metrics
+
+    stored = {"metrics": {"general_ood": {"suite": list(DEFAULT_TASKS), "limit": 6, "bf16": False}}}
+    fp32 = Config.model_validate({"task": {"path": "t.jsonl"}, "mix": {"method": "sft"},
+                                  "eval": {"general_limit": 6, "metrics": ["general_ood"], "bf16": False}})
+    assert missing_metrics(fp32, stored) == []
+    bf16 = fp32.model_copy(update={"eval": fp32.eval.model_copy(update={"bf16": True})})
+    assert missing_metrics(bf16, stored) == ["general_ood"]  # base and cells must share one precision
+    del stored["metrics"]["general_ood"]["bf16"]  # written before the precision was recorded: fp32
+    assert missing_metrics(fp32, stored) == [] and missing_metrics(bf16, stored) == ["general_ood"]

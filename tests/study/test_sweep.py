@@ -190,3 +190,15 @@ def test_an_infeasible_cell_is_named_with_the_key_to_change_and_a_left_out_one_i
     plan = plan_sweep(cfg, config_file.parent / "run", prepare(cfg))
     assert [c["name"] for c in plan.left_out] == ["tell-t200-r1000-s0"]
     assert {c.name for c in plan.cells} == {"tell-t200-r0-s0", "tell-t200-r3-s0", "sft-t200-r0-s0"}
+
+
+def test_mixed_task_tokens_runs_the_ratio_methods_at_those_scales_only(config_file):
+    cfg = load(config_file, ["sweep.ratios=[0,10]", "sweep.task_tokens=[1000,3000,10000]", "sweep.seeds=[0]",
+                             "sweep.methods=[tell,sft,sft-matched,general-only]", "sweep.mixed_task_tokens=[1000]"])
+    names = {cell_name(c) for c in grid(cfg)}
+    assert {n for n in names if n.startswith("sft-t")} == {"sft-t1000-r0-s0", "sft-t3000-r0-s0", "sft-t10000-r0-s0"}
+    assert {n for n in names if not n.startswith("sft-t")} == {
+        "tell-t1000-r0-s0", "tell-t1000-r10-s0", "sft-matched-t1000-r0-s0", "sft-matched-t1000-r10-s0",
+        "general-only-t1000-r10-s0"}
+    with pytest.raises(ConfigError, match=r"sweep.mixed_task_tokens \[2000\] must be among sweep.task_tokens"):
+        load(config_file, ["sweep.task_tokens=[1000,3000]", "sweep.mixed_task_tokens=[1000,2000]"])
