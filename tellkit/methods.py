@@ -8,6 +8,8 @@ a row here plus its tests; the mixture builder needs new code only for a new kin
   sft-matched   task data repeated (whole passes + a seeded partial pass) to its seed's tell run's
                 training tokens, so it gets the same compute: the control for "TELL only wins
                 because it trains longer"
+  tell-no-anchor  tell's mixture without the anchor (the same task examples, general data at mix.ratio x
+                their unanchored tokens): the ablation of TELL's first mechanism, the anchor
   general-only  tell's general tokens, no task data
   base          the untrained model (no adapter, no anchor), evaluated once
 
@@ -32,6 +34,7 @@ class Method:
     trains: bool = True  # an adapter is trained (False: the untrained model, evaluated once)
     baseline: bool = False  # a report's outcome weighs tell against it
     same_as_tell: str = ""  # what it shares with tell's compute (the report's "compute-matched" column)
+    ablation: bool = False  # a study's question, not a user's choice: only run when compare.methods names it
 
     @property
     def ratio_free(self) -> bool:
@@ -56,12 +59,15 @@ ROWS = (
     Method("sft+anchor", anchored=True),
     Method("sft-matched", matched=True, baseline=True,
            same_as_tell="same training tokens as tell (task data repeated); its steps are shown beside tell's"),
+    Method("tell-no-anchor", general=True, ablation=True,
+           same_as_tell="tell's examples and ratio without the anchor (so a little fewer tokens: the anchor's)"),
     Method("general-only", task=False, general=True,
            same_as_tell="same general tokens as tell, no task data"),
     Method("base", task=False, trains=False),
 )
 METHODS = {m.name: m for m in ROWS}
-NAMES = tuple(METHODS)  # what compare/sweep methods may name, in the order compare runs them by default
+NAMES = tuple(METHODS)  # what compare/sweep methods may name, in the order compare runs them
+DEFAULT_COMPARE = tuple(m.name for m in ROWS if not m.ablation)  # compare.methods' default
 TRAINED = tuple(m.name for m in ROWS if m.trains)  # what mix.method may name
 
 

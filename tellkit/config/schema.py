@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from ..methods import METHODS, NAMES, TRAINED
+from ..methods import DEFAULT_COMPARE, METHODS, NAMES, TRAINED
 
 # numpy's and torch's seeds are 0 .. 2**32 - 1: checked here, so a bad seed fails at load, not mid-training
 Seed = Annotated[int, Field(ge=0, le=2 ** 32 - 1)]
@@ -219,7 +219,7 @@ Method = Literal[NAMES]
 
 class CompareConfig(Section):
     methods: list[Method] = Field(
-        default_factory=lambda: list(NAMES)
+        default_factory=lambda: list(DEFAULT_COMPARE)
     )
     seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     # The score that names the winner (whose run is linked as best/): "metric/score", e.g. json/strict;

@@ -88,7 +88,20 @@ def test_token_budget_picks_the_same_examples_with_and_without_anchor(config_fil
         rows = [json.loads(l) for l in (tmp_path / method / "out" / "mixture.jsonl").read_text().splitlines()]
         return sorted(r["id"] for r in rows if r["source"] == "task")
 
-    assert ids("tell") == ids("sft") == ids("sft+anchor")
+    assert ids("tell") == ids("sft") == ids("sft+anchor") == ids("tell-no-anchor")
+
+
+def test_tell_no_anchor_is_tells_mixture_without_the_anchor(config_file, tmp_path):
+    tell = run_mix(config_file, tmp_path / "t", "task.token_budget=300").report
+    bare = run_mix(config_file, tmp_path / "n", "task.token_budget=300", "mix.method=tell-no-anchor").report
+    assert tell["anchor"] and bare["anchor"] is None
+    anchor = tell["anchor"]
+    rows = [json.loads(l) for l in (tmp_path / "n" / "out" / "mixture.jsonl").read_text().splitlines()]
+    assert rows and not any(anchor in json.dumps(r) for r in rows)
+    assert bare["task"]["examples"] == tell["task"]["examples"] and bare["task"]["tokens"] < tell["task"]["tokens"]
+    # the same ratio, counted on its own (unanchored) task tokens
+    assert bare["general"]["tokens"] == pytest.approx(3 * bare["task"]["tokens"], rel=0.05)
+    assert api.load(config_file).compare.methods == ["tell", "sft", "sft+anchor", "sft-matched", "general-only", "base"]
 
 
 # ------------------------------------------------------------------ writing a mixture safely (issue 26)
