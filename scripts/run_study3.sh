@@ -16,8 +16,48 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 TK=${TK:-$PWD/.venv/bin/tellkit}
-TASK=${1:?usage: run_study3.sh orders|tickets [SEEDS]}
+TASK=${1:?usage: run_study3.sh orders|tickets|anchor|gemma [SEEDS]}
 SEEDS=${2:-0 1 2}
+quiet() { grep --line-buffered -vE "it/s\]|s/it\]|ex/s\]|s/ex\]|cell/s" || true; }
+COMMON="train.epochs=1 train.batch_size=4 train.lr=5e-4 lora.dropout=0 mix.allow_general_repeats=true"
+ORDERS="examples/orders.yaml task.path=data/orders-1k/train.jsonl task.test_path=data/orders-1k/test.jsonl
+  eval.json_schema=data/orders-1k/schema.json train.max_length=512 eval.max_new_tokens=64 eval.limit=100
+  eval.metrics=[json,general] compare.score=json/strict"
+if [ "$TASK" = anchor ]; then
+  # The paper's second mechanism, at one cell (Orders, 10^4 task tokens, ratio 30): tell with the handwritten
+  # anchor vs tell-no-anchor (the same mixture without it), then tell with the best anchor `tellkit anchor
+  # draft` + `rank` find on the base model. ~1.5 h per seed.
+  OUT=examples/runs/study3/anchor
+  SEEDLIST=[${SEEDS// /,}]
+  # shellcheck disable=SC2086
+  $TK compare $ORDERS $COMMON task.token_budget=10000 mix.ratio=30 compare.methods=[tell,tell-no-anchor] \
+    compare.seeds=$SEEDLIST output.dir=runs/study3/anchor/handwritten 2>&1 | quiet
+  if [ ! -s $OUT/drafted/anchors_ranked.json ]; then
+    # shellcheck disable=SC2086
+    $TK anchor draft $ORDERS --n 8 --out $OUT/drafted/anchors.txt 2>&1 | quiet
+    # shellcheck disable=SC2086
+    $TK anchor rank $ORDERS --anchors $OUT/drafted/anchors.txt --out $OUT/drafted 2>&1 | quiet
+  fi
+  best=$(.venv/bin/python -c "import json,sys; print(json.load(open(sys.argv[1]))['ranked'][0]['anchor'])" \
+    $OUT/drafted/anchors_ranked.json)
+  printf '%s\n' "$best" > $OUT/drafted/best.txt
+  # shellcheck disable=SC2086
+  $TK compare $ORDERS $COMMON task.token_budget=10000 mix.ratio=30 compare.methods=[tell] anchor.text=null \
+    anchor.file=runs/study3/anchor/drafted/best.txt compare.seeds=$SEEDLIST output.dir=runs/study3/anchor/drafted-best \
+    2>&1 | quiet
+  echo "=== $(date -u +%H:%M:%S) anchor done"; exit 0
+fi
+if [ "$TASK" = gemma ]; then
+  # A second model: Gemma-3-270M, tell vs sft-matched at ratios 0 and 30, 10^3 task tokens (~3.4x SmolLM2's cost).
+  for seed in $SEEDS; do
+    echo "=== $(date -u +%H:%M:%S) gemma seed $seed"
+    # shellcheck disable=SC2086
+    $TK sweep $ORDERS $COMMON model.name=gemma3-270m eval.limit=40 sweep.task_tokens=[1000] sweep.ratios=[0,30] \
+      sweep.methods=[tell,sft-matched,base] sweep.seeds=[0,1,2] sweep.score=json/strict \
+      output.dir=runs/study3/gemma --only seed=$seed 2>&1 | quiet
+  done
+  exit 0
+fi
 case $TASK in
   # each task's own preset (its anchor, schema and lengths); the demo's speed-ups are undone for tickets
   orders)  CFG=examples/orders.yaml; DATA=data/orders-1k; SCORE=json/strict
@@ -30,14 +70,13 @@ for f in train test; do
   [ -f examples/$DATA/$f.jsonl ] || { echo "error: examples/$DATA/$f.jsonl is missing; build it (see the header)" >&2; exit 2; }
 done
 ARGS="$CFG task.path=$DATA/train.jsonl task.test_path=$DATA/test.jsonl eval.json_schema=$DATA/schema.json
-  train.epochs=1 train.batch_size=4 train.lr=5e-4 lora.dropout=0 eval.limit=100 $EXTRA
-  eval.metrics=[json,general] mix.allow_general_repeats=true
+  $COMMON eval.limit=100 $EXTRA eval.metrics=[json,general]
   sweep.task_tokens=[10000,30000,100000] sweep.mixed_task_tokens=[10000] sweep.ratios=[0,10,30,100]
   sweep.methods=[tell,sft,sft-matched,base] sweep.score=$SCORE sweep.max_train_tokens=null
   output.dir=runs/study3/$TASK"
 for seed in $SEEDS; do
   echo "=== $(date -u +%H:%M:%S) $TASK seed $seed"
   # shellcheck disable=SC2086
-  $TK sweep $ARGS --only seed=$seed 2>&1 | grep --line-buffered -vE "it/s\]|s/it\]|ex/s\]|s/ex\]|cell/s"
+  $TK sweep $ARGS --only seed=$seed 2>&1 | quiet
 done
 echo "=== $(date -u +%H:%M:%S) $TASK seeds $SEEDS done"
