@@ -24,7 +24,8 @@ def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple
     wall = (f"Sweep wall time {summary['total_seconds']} s" if summary.get("total_seconds") is not None
             else "Written by `tellkit report`")
     md += sweep_lines(summary.get("general"), score)  # both axes first: task score and general ability
-    md += [f"{summary['cells']} cells, primary score **{score}**, seeds {cfg.sweep.seeds}. "
+    # cells run (base counts once), not result rows: base's one evaluation is a row per seed and scale
+    md += [f"{summary.get('cells_done', summary['cells'])} cells, primary score **{score}**, seeds {cfg.sweep.seeds}. "
            f"{wall} (sum of the cells' training time {summary['sum_of_cell_seconds']} s; data were tokenized once). "
            + interval_line(curves), ""]
 

@@ -150,7 +150,11 @@ def test_sweep_reuses_tell_at_ratio_0_for_sft_anchor_and_evaluates_base_once(con
     by = {(r["method"], r["seed"]): r for r in rows}
     assert by[("sft+anchor", 0)]["train_tokens"] == by[("tell", 0)]["train_tokens"] > 0
     assert [r["method"] for r in rows].count("base") == 2 and (out / "base" / "scores.json").exists()
-    assert "tell-t150-r2-s0" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "tell-t150-r2-s0" in report
+    # the plan's cells (tell and sft+anchor per seed, base once), as "N of M planned cells" counts them; not
+    # the result rows, where base's one evaluation is a row per seed
+    assert "5 cells, primary score" in report
 
 
 def _no_mix_config(config_file, n_task=40):
