@@ -62,12 +62,15 @@ ACT_SCALE = {  # measured / the count of saved_per_token_layer
     # bf16 "system": fitted to one peak (issue 29: SmolLM2 8 x 512, glibc, 5.80 GiB; Xeon with AMX-bf16).
     # bf16 "mimalloc" (the default install): fitted to the sweep of 2026-12-05 (benchmarks/README.md:
     # 1x512 .. 8x1024 and the real mixture, AMD EPYC with avx512_bf16): -8% .. +5% at every shape.
-    "bf16": {"system": 2.92, "tcmalloc": None, "mimalloc": 1.95, "jemalloc": None, "cuda": 1.0},
+    # bf16 "tcmalloc" / "jemalloc": fitted to the sweep of 2026-12-05 (same machine and shapes): -3%..+2% / -4%..+3%.
+    "bf16": {"system": 2.92, "tcmalloc": 1.70, "mimalloc": 1.95, "jemalloc": 1.75, "cuda": 1.0},
 }
 CKPT_SCALE = {  # the same with gradient checkpointing
     "fp32": {"system": 13.0, "tcmalloc": 1.25, "mimalloc": 1.4, "jemalloc": 1.25, "cuda": 1.0},
     # bf16 "system": 3.04 GiB at 8 x 512 (issue 29); "mimalloc": the 2026-12-05 sweep, -4% / +4% at 8 / 4 x 512
-    "bf16": {"system": 8.35, "tcmalloc": None, "mimalloc": 1.4, "jemalloc": None, "cuda": 1.0},
+    # bf16 "tcmalloc" / "jemalloc": fitted at 8 x 512 and 4 x 512 (2026-12-05); below 1 because these mallocs
+    # hand the recomputed layers' freed pages back, so the peak holds less than the count of saved tensors
+    "bf16": {"system": 8.35, "tcmalloc": 0.6, "mimalloc": 1.4, "jemalloc": 0.3, "cuda": 1.0},
 }
 RUNTIME_GIB = {"cpu": 0.6, "cuda": 0.5}  # the process without model or batch / CUDA context and slack
 # The estimate's error as measured in the shape sweeps (benchmarks/README.md), printed with it, keyed like
@@ -76,7 +79,7 @@ ERROR = {
     "fp32": {"system": "±25%", "tcmalloc": "-1%..+3%", "mimalloc": "-9%..+10%", "jemalloc": "±25%"},
     # "system": the bf16 sweep of 2026-12-05 with glibc (+28% at 4 x 512: its heap keeps a shape-dependent
     # share of the freed temporaries, so no single factor fits; the estimate errs on the safe side)
-    "bf16": {"system": "+0%..+28%", "mimalloc": "-8%..+6%"},
+    "bf16": {"system": "+0%..+28%", "mimalloc": "-8%..+6%", "tcmalloc": "-3%..+2%", "jemalloc": "-4%..+3%"},
 }
 UNCALIBRATED = "uncalibrated"  # printed instead when a factor above is None (or the device is cuda)
 
