@@ -77,8 +77,8 @@ RUNTIME_GIB = {"cpu": 0.6, "cuda": 0.5}  # the process without model or batch / 
 # the factors; "±25%" where a factor rests on one or two points, not a sweep.
 ERROR = {
     "fp32": {"system": "±25%", "tcmalloc": "-1%..+3%", "mimalloc": "-9%..+10%", "jemalloc": "±25%"},
-    # "system": the bf16 sweep of 2026-12-05 with glibc (+28% at 4 x 512: its heap keeps a shape-dependent
-    # share of the freed temporaries, so no single factor fits; the estimate errs on the safe side)
+    # "system": the bf16 sweeps of 2026-12-05 with glibc: +0..+6% of its usual peak at every shape, but glibc's
+    # peak itself is bimodal run to run (4 x 512: 3.54-3.56 or 2.87-2.98 GiB), so a lucky run sits up to 28% lower
     "bf16": {"system": "+0%..+28%", "mimalloc": "-8%..+6%", "tcmalloc": "-3%..+2%", "jemalloc": "-4%..+3%"},
 }
 UNCALIBRATED = "uncalibrated"  # printed instead when a factor above is None (or the device is cuda)
