@@ -66,7 +66,8 @@ ACT_SCALE = {  # measured / the count of saved_per_token_layer
     "bf16": {"system": 2.92, "tcmalloc": 1.70, "mimalloc": 1.95, "jemalloc": 1.75, "cuda": 1.0},
 }
 CKPT_SCALE = {  # the same with gradient checkpointing
-    "fp32": {"system": 13.0, "tcmalloc": 1.25, "mimalloc": 1.4, "jemalloc": 1.25, "cuda": 1.0},
+    # fp32 "system": 13.0 -> 9.3 from the 2026-12-05 glibc runs (4 and 8 x 512, 8 x 1024: -7%..+6%; was +14..+38%)
+    "fp32": {"system": 9.3, "tcmalloc": 1.25, "mimalloc": 1.4, "jemalloc": 1.25, "cuda": 1.0},
     # bf16 "system": 3.04 GiB at 8 x 512 (issue 29); "mimalloc": the 2026-12-05 sweep, -4% / +4% at 8 / 4 x 512
     # bf16 "tcmalloc" / "jemalloc": fitted at 8 x 512 and 4 x 512 (2026-12-05); below 1 because these mallocs
     # hand the recomputed layers' freed pages back, so the peak holds less than the count of saved tensors
@@ -76,7 +77,8 @@ RUNTIME_GIB = {"cpu": 0.6, "cuda": 0.5}  # the process without model or batch / 
 # The estimate's error as measured in the shape sweeps (benchmarks/README.md), printed with it, keyed like
 # the factors; "±25%" where a factor rests on one or two points, not a sweep.
 ERROR = {
-    "fp32": {"system": "±25%", "tcmalloc": "-1%..+3%", "mimalloc": "-9%..+10%", "jemalloc": "±25%"},
+    # fp32 "system": -7%..+6% of glibc's usual peak; +19% in a run whose heap reused more (4 x 512: 4.02 vs 4.85 GiB)
+    "fp32": {"system": "-7%..+19%", "tcmalloc": "-1%..+3%", "mimalloc": "-9%..+10%", "jemalloc": "±25%"},
     # "system": the bf16 sweeps of 2026-12-05 with glibc: +0..+6% of its usual peak at every shape, but glibc's
     # peak itself is bimodal run to run (4 x 512: 3.54-3.56 or 2.87-2.98 GiB), so a lucky run sits up to 28% lower
     "bf16": {"system": "+0%..+28%", "mimalloc": "-8%..+6%", "tcmalloc": "-3%..+2%", "jemalloc": "-4%..+3%"},
