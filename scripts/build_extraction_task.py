@@ -387,8 +387,8 @@ def main() -> int:
 
     p = make_parser(__doc__.splitlines()[0])
     p.add_argument("--seed", type=int, default=0)
-    # Larger sets for the scale studies (docs/results.md): e.g. --train 1000 --name orders-1k writes
-    # examples/data/orders-1k/ and leaves the orders/ that examples and tests use as it is.
+    # Larger sets for the scale studies (scripts/run_study3.sh builds them): e.g. --train 1000 --name orders-1k
+    # --out examples/runs/data writes examples/runs/data/orders-1k/, not the shipped orders/ examples and tests use.
     p.add_argument("--train", type=int, default=N_TRAIN, help="training examples (default %(default)s)")
     p.add_argument("--test", type=int, default=N_TEST, help="test examples (default %(default)s)")
     p.add_argument("--name", default="orders", help="sub-folder of --out to write (default %(default)s)")

@@ -3,8 +3,8 @@
 #   TELL at 10^4 task tokens, ratios 0/10/30/100, each with its compute-matched sft-matched twin;
 #   SFT with the same epochs at 10^4, 3x10^4 and 10^5 task tokens (the data-efficiency multiplier);
 #   base; every cell also scored on the out-of-distribution suite (general_ood) and the held-out loss.
-# Two tasks, the larger generated sets (scripts/build_extraction_task.py --train 1000 --name orders-1k,
-# scripts/build_ticket_task.py --train 1200 --name tickets-1k). A ratio-100 cell trains ~10^6 tokens:
+# Two tasks, on larger generated sets (built on first use into examples/runs/data, not shipped: scripts/build_extraction_task.py --train 1000 --name
+# orders-1k, scripts/build_ticket_task.py --train 1200 --name tickets-1k; ~130k and ~90k tokens by chars/4). A ratio-100 cell trains ~10^6 tokens:
 # ~35 min at ~500 tok/s (2 AVX512-bf16 cores, bf16 autocast), so one seed of one task is ~1.7 h.
 #
 #   nohup bash scripts/run_study3.sh orders 0 > examples/runs/study3-orders-s0.log 2>&1 &
@@ -18,11 +18,18 @@ cd "$(dirname "$0")/.."
 TK=${TK:-$PWD/.venv/bin/tellkit}
 TASK=${1:?usage: run_study3.sh orders|tickets|anchor|gemma [SEEDS]}
 SEEDS=${2:-0 1 2}
+build_data() {  # the larger task sets, generated (deterministic, seed 0) on first use into examples/runs/data
+  [ -s examples/runs/data/orders-1k/train.jsonl ] || .venv/bin/python scripts/build_extraction_task.py \
+    --out examples/runs/data --train 1000 --test 200 --name orders-1k >/dev/null || exit 2
+  [ -s examples/runs/data/tickets-1k/train.jsonl ] || .venv/bin/python scripts/build_ticket_task.py \
+    --out examples/runs/data --train 1200 --test 200 --name tickets-1k >/dev/null || exit 2
+}
 quiet() { grep --line-buffered -vE "it/s\]|s/it\]|ex/s\]|s/ex\]|cell/s" || true; }
 COMMON="train.epochs=1 train.batch_size=4 train.lr=5e-4 lora.dropout=0 mix.allow_general_repeats=true"
-ORDERS="examples/orders.yaml task.path=data/orders-1k/train.jsonl task.test_path=data/orders-1k/test.jsonl
-  eval.json_schema=data/orders-1k/schema.json train.max_length=512 eval.max_new_tokens=64 eval.limit=100
+ORDERS="examples/orders.yaml task.path=runs/data/orders-1k/train.jsonl task.test_path=runs/data/orders-1k/test.jsonl
+  eval.json_schema=runs/data/orders-1k/schema.json train.max_length=512 eval.max_new_tokens=64 eval.limit=100
   eval.metrics=[json,general] compare.score=json/strict"
+if [ "$TASK" = anchor ] || [ "$TASK" = gemma ]; then build_data; fi
 if [ "$TASK" = anchor ]; then
   # The paper's second mechanism, at one cell (Orders, 10^4 task tokens, ratio 30): tell with the handwritten
   # anchor vs tell-no-anchor (the same mixture without it), then tell with the best anchor `tellkit anchor
@@ -60,15 +67,13 @@ if [ "$TASK" = gemma ]; then
 fi
 case $TASK in
   # each task's own preset (its anchor, schema and lengths); the demo's speed-ups are undone for tickets
-  orders)  CFG=examples/orders.yaml; DATA=data/orders-1k; SCORE=json/strict
+  orders)  CFG=examples/orders.yaml; DATA=runs/data/orders-1k; SCORE=json/strict
            EXTRA="train.max_length=512 eval.max_new_tokens=64" ;;
-  tickets) CFG=examples/demo.yaml; DATA=data/tickets-1k; SCORE=json/field_exact
+  tickets) CFG=examples/demo.yaml; DATA=runs/data/tickets-1k; SCORE=json/field_exact
            EXTRA="train.max_length=256 eval.max_new_tokens=48 eval.general_limit=null eval.general_score=null general.heldout_path=data/general/heldout.jsonl" ;;
   *) echo "error: TASK must be orders or tickets" >&2; exit 2 ;;
 esac
-for f in train test; do
-  [ -f examples/$DATA/$f.jsonl ] || { echo "error: examples/$DATA/$f.jsonl is missing; build it (see the header)" >&2; exit 2; }
-done
+build_data
 ARGS="$CFG task.path=$DATA/train.jsonl task.test_path=$DATA/test.jsonl eval.json_schema=$DATA/schema.json
   $COMMON eval.limit=100 $EXTRA eval.metrics=[json,general]
   sweep.task_tokens=[10000,30000,100000] sweep.mixed_task_tokens=[10000] sweep.ratios=[0,10,30,100]
