@@ -42,6 +42,11 @@ class Method:
         return self.trains and not (self.general or self.matched)
 
     @property
+    def by_ratio(self) -> bool:
+        """Its cells differ by ratio (tell, tell-no-anchor, sft-matched, general-only)."""
+        return self.trains and not self.ratio_free
+
+    @property
     def tell_at_ratio_0(self) -> bool:
         """Anchored task data alone is tell's mixture at ratio 0: a sweep reuses that run."""
         return self.trains and self.task and self.anchored and not (self.general or self.matched)

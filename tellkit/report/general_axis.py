@@ -177,7 +177,7 @@ def sweep_section(general: dict | None, score: str, out: Path) -> list[str]:
     for t in sorted({p["task_tokens"] for p in general["points"]}):
         pts = [p for p in general["points"] if p["task_tokens"] == t]
         cols = ["method", "ratio", "seeds", score] + [c for k in keys for c in (label(k), "change from base")]
-        rows = [[p["method"], "–" if not _has_ratio(p["method"]) else f"{p['ratio']:g}", p["seeds"],
+        rows = [[p["method"], "–" if not METHODS[p["method"]].by_ratio else f"{p['ratio']:g}", p["seeds"],
                  _num(p["score"]), *[c for k in keys for c in (_num(p["means"].get(k, math.nan)),
                                                                 "0 (reference)" if p["method"] == "base"
                                                                 else fmt_diff(p["changes"].get(k), k))]]
@@ -194,11 +194,6 @@ def sweep_section(general: dict | None, score: str, out: Path) -> list[str]:
                                      f"({'higher' if general['higher_is_better'] else 'lower'} keeps more)")
         md += [f"### {t} task tokens", "", md_table(cols, rows), "", f"![pareto]({name})", ""]
     return md
-
-
-def _has_ratio(method: str) -> bool:
-    """Its cells differ by ratio (tell, tell-no-anchor, sft-matched, general-only)."""
-    return METHODS[method].trains and not METHODS[method].ratio_free
 
 
 def _num(x: float | None) -> str:

@@ -52,7 +52,7 @@ def _candidates(cfg: Config) -> list[dict]:
         for tokens in s.task_tokens:
             for ratio in sorted(s.ratios):  # tell at ratio 0 comes before sft+anchor, which reuses it
                 for method in order:
-                    if not METHODS[method].ratio_free and METHODS[method].trains and tokens not in mixed_scales:
+                    if METHODS[method].by_ratio and tokens not in mixed_scales:
                         continue  # a ratio method at a scale only the ratio-free ones run at
                     r = 0.0 if METHODS[method].ratio_free else float(ratio)
                     key = (method, int(tokens), r, seed)
