@@ -156,6 +156,10 @@ def sweep_lines(general: dict | None, score: str) -> list[str]:
             own = [p for p in at if p["method"] == method]
             best = max(own, key=lambda p: -math.inf if math.isnan(p["score"]) else p["score"])
             costs = [_cost_words(d, k, general["directions"][k]) for k, d in best["changes"].items() if d]
+            if not costs and not any(p["method"] == "base" for p in general["points"] if p["task_tokens"] == t):
+                # a partial sweep: the cells' own scores are in, base (the reference, planned last) is not yet
+                measured = [f"{label(k)} {v:.3f}" for k, v in best["means"].items() if not math.isnan(v)]
+                costs = [", ".join(measured) + " (no change from base yet: base is not evaluated)"] if measured else []
             over = " — **over the forgetting budget**" if best["within"] is False else ""
             lines.append(f"- {t} task tokens, **{method}** (ratio {best['ratio']:g}): {score} {best['score']:.3f}; "
                          f"general: {'; '.join(costs) or 'not measured'}{over}")
