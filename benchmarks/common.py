@@ -170,13 +170,10 @@ def process_setup() -> dict:
 
 def cpu_flags() -> str:
     """The CPU features that decide fp32/bf16 speed here, and the GPU if any (every table prints them)."""
-    import torch
+    from tellkit import hardware
 
-    info = Path("/proc/cpuinfo")
-    flags = set(info.read_text().split("flags")[1].split("\n")[0].split()) if info.exists() else set()
-    want = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"CPU flags {'/'.join(want) or 'none of avx2/avx512'}; {gpu}"
+    flags = hardware.cpu().rsplit("(", 1)[-1].rstrip(")")
+    return f"CPU flags {flags}; {hardware.gpu()}"
 
 
 def rss_mib() -> dict[str, float]:

@@ -6,7 +6,7 @@
 Writes DEST/cells.jsonl.gz: one line per finished cell (and base), holding its evaluation (scores.json:
 every metric with its per-item rows, so intervals can be recomputed from the committed files alone) and
 what its run.json records about the training (tokens, steps, seconds, machine, versions). Also copies the
-folder's report.md, sweep.json/comparison.json, sweep.csv, plan.json and plots (a partial sweep's report
+folder's report.md, sweep.json/comparison.json, sweep.csv, plan.json and the plots its report.md shows (a partial sweep's report
 comes from `tellkit report FOLDER`). Rerun after every finished seed: the archive is rewritten whole.
 """
 
@@ -43,8 +43,10 @@ def main(src: str, dest: str) -> int:
     for name in COPY:
         if (folder / name).is_file():
             shutil.copy2(folder / name, out / name)
-    for png in folder.glob("*.png"):
-        shutil.copy2(png, out / png.name)
+    report = (folder / "report.md").read_text() if (folder / "report.md").is_file() else ""
+    for png in folder.glob("*.png"):  # the plots the report shows (an older report's others stay behind)
+        if f"({png.name})" in report:
+            shutil.copy2(png, out / png.name)
     print(f"{len(rows)} cells -> {out / 'cells.jsonl.gz'}")
     return 0
 

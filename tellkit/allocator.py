@@ -58,9 +58,10 @@ def active() -> str:
     return "system malloc"
 
 
-def kind() -> str:
-    """"tcmalloc", "mimalloc", "jemalloc" or "system" (glibc's, on Linux)."""
-    lib = active()
+def kind(lib: str | None = None) -> str:
+    """"tcmalloc", "mimalloc", "jemalloc" or "system" (glibc's, on Linux): this process's, or that of the
+    library path `lib` a run recorded."""
+    lib = active() if lib is None else lib
     return next((name for name in _KNOWN if name in lib), "system")
 
 

@@ -12,6 +12,7 @@ from ..metrics import pooled
 from ..metrics.bootstrap import STUDENT_T
 from ..metrics.headline import headline_scores
 from .general_axis import HELD_OUT_LABEL, buys_and_costs, general_section
+from .machine import machine_line
 from .html import fmt_ci, md_table, shorten, write_report
 from .losses import write_method_plots
 from .plots import plot_metric_bars, plot_score_vs_general
@@ -93,6 +94,8 @@ def write_compare_report(result: dict, cfg, out: Path) -> tuple[Path, Path]:
           f"Model `{cfg.model.name}`, seeds {result['seeds']}, ratio {cfg.mix.ratio:g} (tokens), "
           f"task token budget {cfg.task.token_budget or 'all'}. Scores are means over seeds. "
           + interval_note(summary, scores + ([GENERAL] if general else [])), "",
+          *([line, ""] if (line := machine_line([out / c["run_dir"] for c in result["cells"] if c.get("run_dir")]))
+            else []),
           "## Outcome", *(outcome_lines(result, scores) or ["- (no TELL/SFT pair to compare)"]), "",
           "## Scores and cost", ""]
     retention_cols = [HELD_OUT_LABEL, "change from base"] if general else []

@@ -181,7 +181,9 @@ def sweep_section(general: dict | None, score: str, out: Path) -> list[str]:
     for t in sorted({p["task_tokens"] for p in general["points"]}):
         pts = [p for p in general["points"] if p["task_tokens"] == t]
         cols = ["method", "ratio", "seeds", score] + [c for k in keys for c in (label(k), "change from base")]
-        rows = [[p["method"], "–" if not METHODS[p["method"]].by_ratio else f"{p['ratio']:g}", p["seeds"],
+        # base is evaluated once (no training, no seed): its row per seed is the same evaluation
+        rows = [[p["method"], "–" if not METHODS[p["method"]].by_ratio else f"{p['ratio']:g}",
+                 p["seeds"] if METHODS[p["method"]].trains else "–",
                  _num(p["score"]), *[c for k in keys for c in (_num(p["means"].get(k, math.nan)),
                                                                 "0 (reference)" if p["method"] == "base"
                                                                 else fmt_diff(p["changes"].get(k), k))]]

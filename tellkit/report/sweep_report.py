@@ -11,6 +11,7 @@ from .general_axis import sweep_lines
 from .general_axis import sweep_section as general_section
 from .html import md_table, write_report
 from .losses import write_method_plots
+from .machine import machine_line
 from .plots import plot_ratio_curves, plot_scale_curves
 from .retention import GENERAL, sweep_section
 
@@ -28,9 +29,16 @@ def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple
     md += [f"{summary.get('cells_done', summary['cells'])} cells, primary score **{score}**, seeds {cfg.sweep.seeds}. "
            f"{wall} (sum of the cells' training time {summary['sum_of_cell_seconds']} s; data were tokenized once). "
            + interval_line(curves), ""]
+    machine = machine_line(sorted({out / r["run_dir"] for r in rows if r.get("run_dir")}))
+    md += [machine, ""] if machine else []
 
     md += ["## Emergence: score vs general:task ratio", ""]
-    for t in sorted({r["task_tokens"] for r in rows}):
+    mixed = cfg.sweep.mixed_task_tokens
+    sft_only = sorted({r["task_tokens"] for r in rows} - set(mixed)) if mixed else []
+    if sft_only:  # a ratio curve there would be one flat line: say so instead of drawing it
+        md += [f"At {', '.join(map(str, sft_only))} task tokens only the ratio-free methods ran "
+               f"(`sweep.mixed_task_tokens: {mixed}`), so there is no curve over the ratio.", ""]
+    for t in sorted({r["task_tokens"] for r in rows} - set(sft_only)):
         ran = {r["ratio"] for r in rows if r["task_tokens"] == t and _every_ratio(r["method"])}
         xs = sorted(ran or set(cfg.sweep.ratios))  # the ratios this scale ran (a budget may cut some)
         series = {}
@@ -58,7 +66,7 @@ def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple
     md += ["## Data-efficiency multiplier", "",
            "How many task tokens SFT needs to match TELL (log-linear interpolation between swept scales; "
            "interval from TELL's interval).", ""]
-    mrows = [[m["task_tokens"], m["tell_ratio"], _f(m["tell_score"]), _f(m["sft_tokens_needed"], 0),
+    mrows = [[m["task_tokens"], f"{m['tell_ratio']:g}", _f(m["tell_score"]), _f(m["sft_tokens_needed"], 0),
               _f(m["multiplier"], 2), f"[{_f(m['interval'][0], 2)}, {_f(m['interval'][1], 2)}]", m["note"]]
              for m in summary["multiplier"]]
     md += [md_table(["task tokens", "TELL ratio", "TELL score", "SFT tokens needed", "multiplier",

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from .. import allocator, owned
+from .. import allocator, hardware, owned
 from ..config import Config, dump_config
 from ..errors import TellkitError
 from ..io import check_writable, write_json_atomic, write_text_atomic
@@ -53,7 +53,8 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def versions() -> dict[str, str]:
-    out = {"python": sys.version.split()[0], "platform": platform.platform(), "malloc": allocator.active()}
+    out = {"python": sys.version.split()[0], "platform": platform.platform(), "malloc": allocator.active(),
+           "cpu": hardware.cpu(), "gpu": hardware.gpu()}
     for pkg in ("tellkit", "torch", "transformers", "peft", "datasets", "accelerate", "numpy"):
         try:
             out[pkg] = metadata.version(pkg)

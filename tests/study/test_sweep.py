@@ -157,6 +157,19 @@ def test_sweep_reuses_tell_at_ratio_0_for_sft_anchor_and_evaluates_base_once(con
     assert "5 cells, primary score" in report
 
 
+def test_report_draws_no_ratio_curve_where_only_sft_ran(config_file, capsys):
+    args = ["sweep", str(config_file), "sweep.ratios=[0,2]", "sweep.task_tokens=[150,300]", "sweep.seeds=[0]",
+            "sweep.methods=[tell,sft]", "sweep.mixed_task_tokens=[150]", "eval.max_new_tokens=4", "train.max_steps=2"]
+    assert main(args) == 0, capsys.readouterr().err
+    out = config_file.parent / "run"
+    report = (out / "report.md").read_text()
+    assert (out / "ratio_curve_t150.png").exists() and not (out / "ratio_curve_t300.png").exists()
+    assert ("At 300 task tokens only the ratio-free methods ran (`sweep.mixed_task_tokens: [150]`), so there is "
+            "no curve over the ratio.") in report
+    row = next(line for line in report.splitlines() if line.startswith("| 150 |"))
+    assert row.split(" | ")[1] in {"0", "2"}  # the ratio as the sweep spelled it, not 2.000
+
+
 def _no_mix_config(config_file, n_task=40):
     """The issue's config: no `mix` section (so mix.ratio keeps its default, 100), 40 task examples."""
     import yaml

@@ -1,0 +1,33 @@
+"""What this machine computes with: the CPU, the features that decide its fp32/bf16 speed, and the GPU.
+
+Why it is recorded: training speed differs several-fold between CPUs of one cloud (bf16 matmuls run ~5x
+faster with AMX than with AVX-512-bf16, and AVX2-only CPUs train in fp32 at a quarter of the speed), so
+every run.json, sweep report and benchmark table names the machine its numbers came from.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+# the features that pick the kernels: AVX2 (fp32), AVX-512, native bf16 dot products, AMX tiles
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu() -> str:
+    """'AMD EPYC 9R14 96-Core Processor (avx2/avx512f/avx512_bf16)': the model name and its speed flags."""
+    info = Path("/proc/cpuinfo")
+    text = info.read_text(errors="replace") if info.exists() else ""
+    fields = dict(line.split(":", 1) for line in text.splitlines()[:40] if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    have = set(fields.get("flags", "").split())
+    flags = "/".join(f for f in SPEED_FLAGS if f in have) if have else "flags unknown"
+    return f"{name} ({flags or 'none of ' + '/'.join(SPEED_FLAGS)})"
+
+
+def gpu() -> str:
+    """The first CUDA device's name, or 'no GPU'."""
+    import torch  # lazily: `tellkit --help` stays fast
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
