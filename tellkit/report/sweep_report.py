@@ -48,7 +48,7 @@ def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple
                 pts = next(iter(by_t.values()))
             if not pts:
                 continue
-            if len(pts) == 1:  # ratio-free method: draw it flat across the swept ratios
+            if len(pts) == 1 and not _every_ratio(method):  # sft, general-only: drawn flat across the ratios
                 pts = [{**pts[0], "x": x} for x in xs]
             series[method] = pts
         name = f"ratio_curve_t{t}.png"

@@ -157,11 +157,25 @@ def test_sweep_reuses_tell_at_ratio_0_for_sft_anchor_and_evaluates_base_once(con
     assert "5 cells, primary score" in report
 
 
-def test_report_draws_no_ratio_curve_where_only_sft_ran(config_file, capsys):
+def test_report_draws_no_ratio_curve_where_only_sft_ran(config_file, capsys, monkeypatch):
+    from tellkit.report import sweep_report
+
+    drawn = []
+    real = sweep_report.plot_ratio_curves
+    monkeypatch.setattr(sweep_report, "plot_ratio_curves", lambda series, *a: drawn.append(series) or real(series, *a))
     args = ["sweep", str(config_file), "sweep.ratios=[0,2]", "sweep.task_tokens=[150,300]", "sweep.seeds=[0]",
-            "sweep.methods=[tell,sft]", "sweep.mixed_task_tokens=[150]", "eval.max_new_tokens=4", "train.max_steps=2"]
-    assert main(args) == 0, capsys.readouterr().err
+            "sweep.methods=[tell,sft,sft-matched]", "sweep.mixed_task_tokens=[150]", "eval.max_new_tokens=4",
+            "train.max_steps=2"]
     out = config_file.parent / "run"
+    # a partial sweep (every ratio-0 cell, then tell at ratio 2): sft is ratio-free and drawn flat over the
+    # ratios that ran; sft-matched has one point so far and stays one point, not a flat line that looks measured
+    assert main([*args, "--only", "ratio=0"]) == 0, capsys.readouterr().err
+    assert main([*args, "--only", "method=tell"]) == 0, capsys.readouterr().err
+    assert main(["report", str(out)]) == 0
+    series = drawn[-1]
+    assert [p["x"] for p in series["sft"]] == [p["x"] for p in series["tell"]] == [0, 2]
+    assert [p["x"] for p in series["sft-matched"]] == [0]
+    assert main(args) == 0, capsys.readouterr().err
     report = (out / "report.md").read_text()
     assert (out / "ratio_curve_t150.png").exists() and not (out / "ratio_curve_t300.png").exists()
     assert ("At 300 task tokens only the ratio-free methods ran (`sweep.mixed_task_tokens: [150]`), so there is "
