@@ -16,7 +16,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 TK=${TK:-$PWD/.venv/bin/tellkit}
-TASK=${1:?usage: run_study3.sh orders|tickets|anchor|gemma [SEEDS]}
+TASK=${1:?usage: run_study3.sh orders|tickets|anchor|gemma|ratio300 [SEEDS]}
 SEEDS=${2:-0 1 2}
 build_data() {  # the larger task sets, generated (deterministic, seed 0) on first use into examples/runs/data
   [ -s examples/runs/data/orders-1k/train.jsonl ] || .venv/bin/python scripts/build_extraction_task.py \
@@ -54,6 +54,18 @@ if [ "$TASK" = anchor ]; then
     2>&1 | quiet
   echo "=== $(date -u +%H:%M:%S) anchor done"; exit 0
 fi
+if [ "$TASK" = ratio300 ]; then
+  # Ratio 300 at 10^4 task tokens, one seed, on Orders: the task where TELL came closest to sft-matched at seed 0
+  # (0.10 field accuracy behind at ratios 10-100, against 0.48 on tickets). ~3M training tokens per cell (~1.5 h
+  # each here); the general data (~520k tokens) is repeated ~6 times (mix.allow_general_repeats), and
+  # docs/results.md says so. Base is evaluated again in this folder so its report stands alone.
+  build_data
+  # shellcheck disable=SC2086
+  $TK sweep $ORDERS $COMMON sweep.task_tokens=[10000] sweep.ratios=[300] sweep.methods=[tell,sft-matched,base] \
+    sweep.seeds=[0] sweep.score=json/field_exact sweep.max_train_tokens=null output.dir=runs/study3/orders-r300 \
+    2>&1 | quiet
+  echo "=== $(date -u +%H:%M:%S) ratio300 done"; exit 0
+fi
 if [ "$TASK" = gemma ]; then
   # A second model: Gemma-3-270M, tell vs sft-matched at ratios 0 and 30, 10^3 task tokens (~3.4x SmolLM2's cost).
   for seed in $SEEDS; do
@@ -71,7 +83,7 @@ case $TASK in
            EXTRA="train.max_length=512 eval.max_new_tokens=64" ;;
   tickets) CFG=examples/demo.yaml; DATA=runs/data/tickets-1k; SCORE=json/field_exact
            EXTRA="train.max_length=256 eval.max_new_tokens=48 eval.general_limit=null eval.general_score=null general.heldout_path=data/general/heldout.jsonl" ;;
-  *) echo "error: TASK must be orders or tickets" >&2; exit 2 ;;
+  *) echo "error: TASK must be orders, tickets, anchor, gemma or ratio300" >&2; exit 2 ;;
 esac
 build_data
 ARGS="$CFG task.path=$DATA/train.jsonl task.test_path=$DATA/test.jsonl eval.json_schema=$DATA/schema.json
