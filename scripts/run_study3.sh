@@ -9,6 +9,7 @@
 #
 #   nohup bash scripts/run_study3.sh orders 0 > examples/runs/study3-orders-s0.log 2>&1 &
 #
+# ONLY=method=sft,base runs a part of a seed first (e.g. the short cells when little time is left).
 # Arguments: TASK (orders | tickets) and SEEDS (default "0 1 2"); one seed per sweep invocation (--only), so
 # finished seeds exist early. Rerunning skips finished cells and resumes an interrupted one from its checkpoint.
 # The general data (~520k tokens) is less than ratio 100 x 10^4 needs: it is repeated (mix.allow_general_repeats),
@@ -94,6 +95,6 @@ ARGS="$CFG task.path=$DATA/train.jsonl task.test_path=$DATA/test.jsonl eval.json
 for seed in $SEEDS; do
   echo "=== $(date -u +%H:%M:%S) $TASK seed $seed"
   # shellcheck disable=SC2086
-  $TK sweep $ARGS --only seed=$seed 2>&1 | quiet
+  $TK sweep $ARGS --only seed=$seed ${ONLY:+--only $ONLY} 2>&1 | quiet
 done
 echo "=== $(date -u +%H:%M:%S) $TASK seeds $SEEDS done"
