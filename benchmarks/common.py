@@ -172,8 +172,7 @@ def cpu_flags() -> str:
     """The CPU features that decide fp32/bf16 speed here, and the GPU if any (every table prints them)."""
     from tellkit import hardware
 
-    flags = hardware.cpu().rsplit("(", 1)[-1].rstrip(")")
-    return f"CPU flags {flags}; {hardware.gpu()}"
+    return f"CPU flags {hardware.speed_flags()}; {hardware.gpu()}"
 
 
 def rss_mib() -> dict[str, float]:

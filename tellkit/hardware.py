@@ -14,16 +14,26 @@ from pathlib import Path
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 
-def cpu() -> str:
-    """'AMD EPYC 9R14 96-Core Processor (avx2/avx512f/avx512_bf16)': the model name and its speed flags."""
+def _cpuinfo() -> dict[str, str]:
+    """The first CPU's fields of /proc/cpuinfo ({} where there is none)."""
     info = Path("/proc/cpuinfo")
     text = info.read_text(errors="replace") if info.exists() else ""
-    fields = dict(line.split(":", 1) for line in text.splitlines()[:40] if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in text.splitlines()[:40] if ":" in line)}
+
+
+def speed_flags(fields: dict[str, str] | None = None) -> str:
+    """'avx2/avx512f/avx512_bf16': which of SPEED_FLAGS this CPU has."""
+    have = set((_cpuinfo() if fields is None else fields).get("flags", "").split())
+    if not have:
+        return "flags unknown"
+    return "/".join(f for f in SPEED_FLAGS if f in have) or "none of " + "/".join(SPEED_FLAGS)
+
+
+def cpu() -> str:
+    """'AMD EPYC 9R14 96-Core Processor (avx2/avx512f/avx512_bf16)': the model name and its speed flags."""
+    fields = _cpuinfo()
     name = fields.get("model name") or platform.processor() or platform.machine()
-    have = set(fields.get("flags", "").split())
-    flags = "/".join(f for f in SPEED_FLAGS if f in have) if have else "flags unknown"
-    return f"{name} ({flags or 'none of ' + '/'.join(SPEED_FLAGS)})"
+    return f"{name} ({speed_flags(fields)})"
 
 
 def gpu() -> str:
