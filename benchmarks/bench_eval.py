@@ -23,6 +23,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from tellkit import hardware  # noqa: E402
 from tellkit.config import load_config  # noqa: E402
 from tellkit.data.formats import to_examples  # noqa: E402
 from tellkit.data.readers import read_records  # noqa: E402
@@ -53,15 +54,6 @@ def old_generate(model, tokenizer, prompts, *, max_new_tokens, batch_size=8, do_
             for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True)):
                 outputs[i] = text.strip()
     return outputs
-
-
-def cpu_flags() -> str:
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "unknown"
-    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    return " ".join(f for f in wanted if f in flags) or "none of " + ",".join(wanted)
 
 
 def copy_bandwidth(mib: int = 512, reps: int = 10) -> float:
@@ -96,7 +88,7 @@ def main() -> None:
     model, tok = load_model_and_tokenizer(resolve_model(a.model))
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     bandwidth = copy_bandwidth()
-    print(f"machine: {torch.get_num_threads()} threads, CPU flags: {cpu_flags()}, torch {torch.__version__}, "
+    print(f"machine: {torch.get_num_threads()} threads, CPU {hardware.cpu()}, torch {torch.__version__}, "
           f"dtype {next(model.parameters()).dtype}")
     print(f"memory copy: {bandwidth:.1f} GB/s (read+write); weights {weight_bytes / 1e6:.0f} MB -> lower bound "
           f"{weight_bytes / (bandwidth * 1e9) * 1e3:.1f} ms per decode step (weights read once per step)\n")

@@ -20,6 +20,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_scheduler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+from tellkit import hardware  # noqa: E402
 from tellkit.metrics import compute  # noqa: E402
 from tellkit.models.resolve import resolve_model  # noqa: E402
 
@@ -34,8 +35,7 @@ p.add_argument("--warmup", type=int, default=0), p.add_argument("--max-new-token
 p.add_argument("--seed", type=int, default=0), p.add_argument("--out", help="write the results as JSON here")
 a = p.parse_args()
 torch.manual_seed(a.seed)
-flags = {f for line in open("/proc/cpuinfo") if line.startswith("flags") for f in line.split()}
-print(f"cpu: {torch.backends.cpu.get_cpu_capability()}, avx512: {'avx512f' in flags}, amx: {'amx_tile' in flags}, "
+print(f"cpu: {hardware.cpu()}, torch kernels: {torch.backends.cpu.get_cpu_capability()}, "
       f"threads: {torch.get_num_threads()}, dtype: float32")
 path = str(resolve_model(a.model))
 tok = AutoTokenizer.from_pretrained(path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..methods import METHODS
 from ..metrics import pooled
 from .html import md_table
 from .plots import plot_score_vs_general
@@ -110,7 +111,9 @@ def sweep_section(rows: list[dict], score: str, out: Path) -> list[str]:
         name = f"retention_t{t}.png"
         plot_score_vs_general(pts, score, out / name, title=f"{score} vs held-out general loss ({t} task tokens)",
                               bounds=pooled.bounds(score))
-        table = [[p["method"], "–" if p["method"] == "base" else f"{p['ratio']:g}", p["seeds"], _fmt(p["score"]),
+        # base is evaluated once and copied into every seed's rows: its seed count would only echo the plan
+        table = [[p["method"], f"{p['ratio']:g}" if METHODS[p["method"]].by_ratio else "–",
+                  p["seeds"] if METHODS[p["method"]].trains else "–", _fmt(p["score"]),
                   _fmt(p["general"]), "0 (reference)" if p["method"] == "base" else _fmt(p["change"], signed=True)]
                  for p in pts]
         md += [f"### {t} task tokens", "",

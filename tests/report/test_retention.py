@@ -35,6 +35,7 @@ def test_sweep_section_writes_table_and_plot(tmp_path):
     md = "\n".join(sweep_section(rows, "json/strict", tmp_path))
     assert "## Held-out general loss (same source as the general mix)" in md and "| change from base |" in md
     assert "+0.300" in md and "in-distribution" in md
+    assert "| base | – | – |" in md  # evaluated once: no ratio, no seed count
     assert (tmp_path / "retention_t1000.png").read_bytes().startswith(PNG_MAGIC)
     assert sweep_section([{**r, "general/loss": None} for r in rows], "json/strict", tmp_path) == []
 
