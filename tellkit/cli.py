@@ -112,7 +112,9 @@ def _cmd_sweep(a) -> None:
         return
     for m in summary["multiplier"]:
         bound = "<=" if "upper bound" in m["note"] else ""
-        need = (f"SFT needs {bound}{m['multiplier']:.2f}x the task data" if m["multiplier"] is not None
+        low, high = (f"{x:.2f}x" if x is not None else none for x, none in zip(m["interval"], ("–", "open")))
+        need = (f"SFT needs {bound}{m['multiplier']:.2f}x the task data [95% {low}, {high}]"
+                if m["multiplier"] is not None
                 else "SFT never reaches it within the swept scales")
         note = f" ({m['note']})" if m["note"] and m["multiplier"] is not None else ""
         print(f"{m['task_tokens']} task tokens: TELL {m['tell_score']:.3f} at ratio {m['tell_ratio']:g}; {need}{note}")

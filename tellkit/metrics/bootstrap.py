@@ -216,12 +216,34 @@ def paired_crossed_bootstrap_ci(
     point = _point(a, statistic) - _point(b, statistic)
     if n == 1:
         return point, NAN, NAN
+    resampled = joint_crossed_resamples([a, b], statistic, n_resamples=n_resamples, seed=seed)
+    return (point, *_percentile_bounds(resampled[:, 0] - resampled[:, 1], alpha))
+
+
+def joint_crossed_resamples(
+    groups: Sequence[Sequence[Sequence]],
+    statistic: Statistic | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> np.ndarray:
+    """``(n_resamples, len(groups))`` bootstrap scores of several cells scored on the same test items.
+
+    Each draw picks one set of items for every group (the draw is paired) and seeds independently per
+    group, as :func:`crossed_bootstrap_ci` does for one. For any function of several cells' scores, e.g.
+    the data-efficiency multiplier, which reads TELL's score off SFT's scale curve.
+    """
+    _check_resamples(n_resamples)
+    stacked = [_stack_items(g) for g in groups]
+    if len({g.shape[1:] for g in stacked}) > 1:
+        raise ValueError(f"the groups have items of shapes {sorted({g.shape[1:] for g in stacked})}: a paired "
+                         "bootstrap needs the same test items for all")
+    n = stacked[0].shape[1]
     rng = np.random.default_rng(seed)
-    resampled = []
-    for _ in range(n_resamples):
+    out = np.empty((n_resamples, len(stacked)))
+    for i in range(n_resamples):
         idx = rng.integers(0, n, size=n)
-        resampled.append(_crossed_resamples(a, statistic, rng, idx) - _crossed_resamples(b, statistic, rng, idx))
-    return (point, *_percentile_bounds(np.array(resampled), alpha))
+        out[i] = [_crossed_resamples(g, statistic, rng, idx) for g in stacked]
+    return out
 
 
 def wilson_ci(p: float, n: int, alpha: float = 0.05) -> tuple[float, float]:

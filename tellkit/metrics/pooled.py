@@ -71,6 +71,12 @@ def _items(key: str, found: list[Mapping[str, Any]]) -> list | None:
     return rows if rows and all(r is not None and len(r) for r in rows) else None
 
 
+def items(key: str, results: Results) -> list | None:
+    """Each seed's per-item rows of ``key`` (None where a seed lacks the score or its rows)."""
+    found = _with(key, results)
+    return _items(key, found) if len(found) == len(results) else None
+
+
 def over_seeds(key: str, results: Results, alpha: float = 0.05) -> dict[str, Any]:
     """``{"mean", "ci_low", "ci_high", "n", "interval"}`` of ``key`` ("metric/score") over seeds."""
     found = _with(key, results)

@@ -16,11 +16,8 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import time
 from pathlib import Path
-
-import numpy as np
 
 from ..config import Config
 from ..data.anchor import anchor_text
@@ -36,6 +33,7 @@ from .compare import assumptions
 from .execute import check_execution, execute
 from .execute.cell import is_done, result
 from .execute.plan import Cell, Plan, make_plan, select, store
+from .multiplier import multipliers
 
 
 def planned_tokens(cell: dict, epochs: float) -> float:
@@ -181,7 +179,7 @@ def summarise(plan: Plan, total_seconds: float | None = None) -> dict:
         # per run folder: sft+anchor reuses tell's ratio-0 run and base rows share one evaluation
         "sum_of_cell_seconds": round(sum({r["run_dir"]: r["cost"].get("wall_seconds") or 0
                                           for r in results}.values()), 1),
-        "primary_score": score, "curves": scored, "multiplier": multipliers(scored),
+        "primary_score": score, "curves": scored, "multiplier": multipliers(scored, results, score),
         "over_budget": [c["name"] for c in plan.left_out], "max_train_tokens": cfg.sweep.max_train_tokens,
         "assumptions": assumptions(cfg), "anchor": anchor_text(cfg.anchor),
         # the second axis: general ability out of distribution per cell, its change from base and the
@@ -232,44 +230,6 @@ def curves(results: list[dict], score: str) -> dict:
     return {m: {t: [{"x": x, **pooled.over_seeds(score, seeds)} for x, seeds in sorted(by_ratio.items())]
                 for t, by_ratio in by_t.items()}
             for m, by_t in out.items()}
-
-
-def multipliers(c: dict) -> list[dict]:
-    """How many task tokens SFT needs to match TELL at each scale (log-linear interpolation on SFT's
-    scale curve, `c` as from curves()); the interval comes from TELL's interval. None when SFT never
-    reaches it."""
-    if "tell" not in c or "sft" not in c:
-        return []
-    sft = sorted((t, pts[0]["mean"]) for t, pts in c["sft"].items())
-    out = []
-    for t, pts in sorted(c["tell"].items()):
-        best = max(pts, key=lambda p: -math.inf if math.isnan(p["mean"]) else p["mean"])
-        need = [_tokens_for(sft, v) for v in (best["mean"], best["ci_low"], best["ci_high"])]
-        out.append({"task_tokens": t, "tell_ratio": best["x"], "tell_score": best["mean"],
-                    "sft_tokens_needed": need[0], "multiplier": need[0] / t if need[0] else None,
-                    "interval": [n / t if n else None for n in need[1:]],
-                    "note": _note(sft, best["mean"], need[0])})
-    return out
-
-
-def _note(sft: list[tuple[int, float]], target: float, need: float | None) -> str:
-    if need is None:
-        return "SFT never reaches TELL's score within the swept scales"
-    if target <= sft[0][1]:
-        return f"SFT already matches at its smallest scale ({sft[0][0]} tokens): multiplier is an upper bound"
-    return ""
-
-
-def _tokens_for(sft: list[tuple[int, float]], target: float) -> float | None:
-    if target is None or math.isnan(target):
-        return None
-    if target <= sft[0][1]:
-        return float(sft[0][0])
-    for (t0, v0), (t1, v1) in zip(sft, sft[1:]):
-        if v0 < target <= v1:
-            frac = (target - v0) / (v1 - v0)
-            return float(np.exp(np.log(t0) + frac * (np.log(t1) - np.log(t0))))
-    return None
 
 
 def to_csv(rows: list[dict]) -> str:

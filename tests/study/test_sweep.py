@@ -6,11 +6,9 @@ from tellkit.api import load
 from tellkit.cli import main
 from tellkit.errors import ConfigError
 from tellkit.study.sweep import (
-    _tokens_for,
     cell_name,
     curves,
     grid,
-    multipliers,
     over_budget,
     primary_score,
 )
@@ -93,33 +91,16 @@ def test_curve_points_pool_items_and_seeds_and_stay_inside_0_1():
     assert old["interval"] == "Wilson over items x seeds" and 0.0 < old["ci_low"] < old["ci_high"] < 1.0
 
 
-def test_multiplier_reads_the_curves():
-    right, wrong = '{"a": 1}', "x"
-    results = [_cell("sft", 0.0, 0, [right] * 2 + [wrong] * 8, task_tokens=100),
-               _cell("sft", 0.0, 0, [right] * 6 + [wrong] * 4, task_tokens=1000),
-               _cell("tell", 0.0, 0, [right] * 2 + [wrong] * 8, task_tokens=100),
-               _cell("tell", 3.0, 0, [right] * 4 + [wrong] * 6, task_tokens=100)]
-    (m,) = multipliers(curves(results, "json/strict"))
-    assert m["tell_ratio"] == 3.0 and m["tell_score"] == pytest.approx(0.4)
-    assert m["multiplier"] == pytest.approx(10 ** 0.5, rel=1e-6)  # halfway from 0.2 to 0.6, log-linear
-    assert len(m["interval"]) == 2
-
-
-def test_multiplier_interpolation():
-    sft = [(1000, 0.2), (10000, 0.6)]
-    assert abs(_tokens_for(sft, 0.6) - 10000) < 1e-6
-    assert 1000 < _tokens_for(sft, 0.4) < 10000
-    assert abs(_tokens_for(sft, 0.4) - 10 ** 3.5) < 1  # log-linear midpoint
-    assert _tokens_for(sft, 0.9) is None
-
-
 def test_sweep_runs_resumes_and_never_reruns_a_finished_cell(config_file, capsys):
     args = ["sweep", str(config_file), "sweep.ratios=[0,2]", "sweep.task_tokens=[150,300]", "sweep.seeds=[0]",
             "sweep.methods=[tell,sft]", "eval.max_new_tokens=4", "train.max_steps=2"]
     assert main(args) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
     out = config_file.parent / "run"
     summary = json.loads((out / "sweep.json").read_text())["summary"]
     assert summary["cells"] == 6 and len(summary["multiplier"]) == 2
+    assert {m["interval_from"] for m in summary["multiplier"]} == {"items x seeds, TELL and SFT"}
+    assert printed.count("150 task tokens: TELL") == 1 and "## Data-efficiency multiplier" in (out / "report.md").read_text()
     assert (out / "sweep.csv").read_text().count("\n") == 7
     assert (out / "ratio_curve_t150.png").exists() and (out / "report.html").exists()
     assert (out / "task_loss_t150.png").exists() and (out / "task_loss_t300.png").exists()  # tell vs sft, per scale
