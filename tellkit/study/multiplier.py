@@ -94,4 +94,4 @@ def _joint_interval(results: list[dict], score: str, t: int, ratio: float, scale
         return None
     need = np.array([tokens_for(list(zip(scales, d[1:])), d[0]) or math.inf for d in draws])
     low, high = np.quantile(need, [ALPHA / 2, 1 - ALPHA / 2], method="inverted_cdf")
-    return float(low), (float(high) if math.isfinite(high) else None)
+    return tuple(float(x) if math.isfinite(x) else None for x in (low, high))
