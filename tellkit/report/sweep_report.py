@@ -26,7 +26,7 @@ def write_sweep_report(summary: dict, rows: list[dict], cfg, out: Path) -> tuple
             else "Written by `tellkit report`")
     md += sweep_lines(summary.get("general"), score)  # both axes first: task score and general ability
     # cells run (base counts once), not result rows: base's one evaluation is a row per seed and scale
-    md += [f"{summary.get('cells_done', summary['cells'])} cells, primary score **{score}**, seeds {cfg.sweep.seeds}. "
+    md += [f"{summary.get('cells_done', summary['cells'])} cells, primary score **{score}**, {seeds_phrase(rows, cfg.sweep.seeds)}. "
            f"{wall} (sum of the cells' training time {summary['sum_of_cell_seconds']} s; data were tokenized once). "
            + interval_line(curves), ""]
     machine = machine_line(sorted({out / r["run_dir"] for r in rows if r.get("run_dir")}))
@@ -112,6 +112,13 @@ def _task_loss_lines(rows: list[dict], t: int, out: Path) -> list[str]:
             for r in at if r["seed"] == seed and (r["method"] == "sft" or
                                                   (_every_ratio(r["method"]) and r["ratio"] == top))}
     return write_method_plots(runs, out, f"{t} task tokens, seed {seed}", suffix=f"_t{t}")
+
+
+def seeds_phrase(rows: list[dict], planned: list[int]) -> str:
+    """'seeds [0, 1, 2]', or 'seeds [0] of [0, 1, 2] planned' while a sweep is partial (base's one evaluation
+    is a row per planned seed, so only trained cells say which seeds ran)."""
+    done = sorted({int(r["seed"]) for r in rows if METHODS[r["method"]].trains})
+    return f"seeds {done}" if done == sorted(planned) else f"seeds {done} of {list(planned)} planned"
 
 
 def _interval(m: dict) -> str:
