@@ -139,6 +139,14 @@ def _stack_items(per_seed: Sequence[Sequence]) -> np.ndarray:
     return np.stack(arrays)
 
 
+def _same_items(stacked: list[np.ndarray]) -> list[np.ndarray]:
+    """The (seeds, items, ...) arrays of cells to resample together: a paired draw needs one test set."""
+    if len({g.shape[1:] for g in stacked}) > 1:
+        raise ValueError(f"the cells have items of shapes {[g.shape[1:] for g in stacked]}: a paired bootstrap "
+                         "needs the same test items for all")
+    return stacked
+
+
 def _items_usable(per_seed: Sequence[Sequence] | None) -> bool:
     if not per_seed or any(x is None for x in per_seed):
         return False
@@ -206,10 +214,7 @@ def paired_crossed_bootstrap_ci(
     """
     _check_alpha(alpha)
     _check_resamples(n_resamples)
-    a, b = _stack_items(items_a), _stack_items(items_b)
-    if a.shape[1:] != b.shape[1:]:
-        raise ValueError(f"A has items of shape {a.shape[1:]}, B {b.shape[1:]}: a paired bootstrap needs the "
-                         "same test items for both")
+    a, b = _same_items([_stack_items(items_a), _stack_items(items_b)])
     n = a.shape[1]
     if n == 0:
         return NAN, NAN, NAN
@@ -233,10 +238,7 @@ def joint_crossed_resamples(
     the data-efficiency multiplier, which reads TELL's score off SFT's scale curve.
     """
     _check_resamples(n_resamples)
-    stacked = [_stack_items(g) for g in groups]
-    if len({g.shape[1:] for g in stacked}) > 1:
-        raise ValueError(f"the groups have items of shapes {sorted({g.shape[1:] for g in stacked})}: a paired "
-                         "bootstrap needs the same test items for all")
+    stacked = _same_items([_stack_items(g) for g in groups])
     n = stacked[0].shape[1]
     rng = np.random.default_rng(seed)
     out = np.empty((n_resamples, len(stacked)))

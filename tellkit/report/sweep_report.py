@@ -123,9 +123,9 @@ def seeds_phrase(rows: list[dict], planned: list[int]) -> str:
 
 def _interval(m: dict) -> str:
     low, high = m["interval"]
-    open_end = high is None and m["multiplier"] is not None and m.get("interval_from", "").startswith("items")
-    return f"[{_f(low, 2)}, {'open' if open_end else _f(high, 2)}]" + (
-        "" if m.get("interval_from", "").startswith("items") else " (TELL's interval)")
+    joint = m.get("interval_from", "").startswith("items")  # study/multiplier.py: "items x seeds, TELL and SFT"
+    high_text = "open" if joint and high is None and m["multiplier"] is not None else _f(high, 2)
+    return f"[{_f(low, 2)}, {high_text}]" + ("" if joint else " (TELL's interval)")
 
 
 def _f(x, digits: int = 3) -> str:
