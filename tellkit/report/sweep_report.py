@@ -123,7 +123,7 @@ def seeds_phrase(rows: list[dict], planned: list[int]) -> str:
 
 def _interval(m: dict) -> str:
     low, high = m["interval"]
-    joint = m.get("interval_from", "").startswith("items")  # study/multiplier.py: "items x seeds, TELL and SFT"
+    joint = m.get("joint", False)  # False: TELL's interval alone (cells without per-item rows)
     high_text = "open" if joint and high is None and m["multiplier"] is not None else _f(high, 2)
     return f"[{_f(low, 2)}, {high_text}]" + ("" if joint else " (TELL's interval)")
 

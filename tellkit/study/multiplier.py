@@ -46,7 +46,7 @@ def multipliers(c: dict, results: list[dict] | None = None, score: str | None = 
             interval, how = [n / t if n is not None else None for n in joint], "items x seeds, TELL and SFT"
         out.append({"task_tokens": t, "tell_ratio": best["x"], "tell_score": best["mean"],
                     "sft_tokens_needed": need, "multiplier": need / t if need else None,
-                    "interval": interval, "interval_from": how, "note": _note(sft, best["mean"], need)})
+                    "interval": interval, "joint": joint is not None, "interval_from": how, "note": _note(sft, best["mean"], need)})
     return out
 
 

@@ -10,7 +10,7 @@ def test_seeds_phrase_names_the_seeds_that_ran_not_the_plan():
 
 
 def test_multiplier_interval_says_open_and_where_it_came_from():
-    joint = {"multiplier": 3.1, "interval": [2.05, None], "interval_from": "items x seeds, TELL and SFT"}
+    joint = {"multiplier": 3.1, "interval": [2.05, None], "joint": True, "interval_from": "items x seeds, TELL and SFT"}
     assert _interval(joint) == "[2.05, open]"
-    old = {"multiplier": 3.1, "interval": [1.96, 4.07], "interval_from": "TELL's interval"}
+    old = {"multiplier": 3.1, "interval": [1.96, 4.07], "joint": False, "interval_from": "TELL's interval"}
     assert _interval(old) == "[1.96, 4.07] (TELL's interval)"

@@ -25,7 +25,7 @@ def test_multiplier_reads_the_curves():
     (m,) = multipliers(curves(results, "json/strict"))
     assert m["tell_ratio"] == 3.0 and m["tell_score"] == pytest.approx(0.4)
     assert m["multiplier"] == pytest.approx(10 ** 0.5, rel=1e-6)  # halfway from 0.2 to 0.6, log-linear
-    assert m["interval_from"] == "TELL's interval" and len(m["interval"]) == 2
+    assert m["interval_from"] == "TELL's interval" and not m["joint"] and len(m["interval"]) == 2
 
 
 def test_multiplier_interpolation():
@@ -46,7 +46,7 @@ def test_joint_interval_pairs_tell_and_sft_by_item():
         c = curves(results, "json/strict")
         (alone,) = multipliers(c)
         (joint,) = multipliers(c, results, "json/strict")
-        assert joint["multiplier"] == alone["multiplier"] and joint["interval_from"] == "items x seeds, TELL and SFT"
+        assert joint["multiplier"] == alone["multiplier"] and joint["interval_from"] == "items x seeds, TELL and SFT" and joint["joint"]
         low, high = joint["interval"]
         assert low < joint["multiplier"] < high
         widths[tell_last] = (high - low, alone["interval"][1] - alone["interval"][0])
