@@ -23,8 +23,11 @@ COPY = ("report.md", "sweep.json", "sweep.csv", "comparison.json", "plan.json")
 
 
 def cells(folder: Path):
-    for scores in sorted(folder.glob("cells/*/eval/scores.json")) + sorted(folder.glob("*/scores.json")):
+    found = [*folder.glob("cells/*/eval/scores.json"), *folder.glob("*/eval/scores.json"), *folder.glob("*/scores.json")]
+    for scores in sorted(found):  # a sweep's cells/<cell>/eval, a compare's <method>-s<seed>/eval, base/
         run_dir = scores.parent.parent if scores.parent.name == "eval" else scores.parent
+        if run_dir.is_symlink():  # a compare's best/ is one of its cells
+            continue
         run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
         kept = {k: run[k] for k in KEEP_RUN if k in run}
         if isinstance(kept.get("mixture"), dict):  # its counts and fingerprint; the data paths are the machine's
