@@ -72,16 +72,20 @@ def table(archive: Path) -> list[str]:
     base = [r for r in _cells(archive / "handwritten") if r["name"] == "base"]
     rows = []
     for label, cells in found.items():
-        anchor = cells[0]["run"].get("anchor") or "(none)"
-        rows.append([label, f"`{shorten(anchor, 70)}`", len(cells),
+        anchor = cells[0]["run"].get("anchor")
+        tokens = [c["run"].get("train", {}).get("train_tokens") for c in cells]
+        rows.append([label, f"`{shorten(anchor, 70)}`" if anchor else "(none)", len(cells),
+                     f"{sum(tokens) / len(tokens):.0f}" if None not in tokens else "–",
                      *[fmt_ci(pooled.over_seeds(k, _metrics(cells))) for k in TASK + GENERAL],
                      "–" if cells is ref else _diff(TASK[0], cells, ref)])
     if base:
-        rows.append(["base (untrained)", "–", "–", *[fmt_ci(pooled.over_seeds(k, _metrics(base))) for k in TASK + GENERAL],
+        rows.append(["base (untrained)", "–", "–", "0", *[fmt_ci(pooled.over_seeds(k, _metrics(base))) for k in TASK + GENERAL],
                      "–"])
-    return [md_table(["variant", "anchor", "seeds", *TASK, *GENERAL, f"{TASK[0]} vs handwritten"], rows), "",
+    return [md_table(["variant", "anchor", "seeds", "train tokens", *TASK, *GENERAL, f"{TASK[0]} vs handwritten"], rows), "",
             "Means over seeds with 95% intervals over test items and seeds; the last column is paired by test "
-            "item (same items, seeds resampled per variant). bits per byte and loss: lower is better."]
+            "item (same items, seeds resampled per variant). bits per byte and loss: lower is better. Without the "
+            "anchor the same examples are fewer tokens, and the general data is mix.ratio times those: fewer "
+            "training tokens, never more."]
 
 
 def main(archive: str) -> int:

@@ -22,7 +22,7 @@ def _cell(name: str, right: int, anchor: str | None = "[A] Orders:", n: int = 40
     value = right / n
     json_result = {"n": n, "scores": {"field_exact": {"value": value}, "strict": {"value": value}},
                    "items": {"field_exact": rows, "strict": [1] * right + [0] * (n - right)}}
-    return {"name": name, "run": {"anchor": anchor}, "scores": {"metrics": {"json": json_result}}}
+    return {"name": name, "run": {"anchor": anchor, "train": {"train_tokens": 1000 + right}}, "scores": {"metrics": {"json": json_result}}}
 
 
 def _archive(folder: Path, name: str, cells: list[dict]) -> None:
@@ -39,12 +39,12 @@ def test_each_variant_is_compared_with_the_handwritten_anchor(tmp_path):
     assert table.main(str(tmp_path)) == 0
     text = (tmp_path / "ablation.md").read_text()
     rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
-    assert rows["handwritten anchor"].split(" | ")[2] == "2"  # seeds
+    assert rows["handwritten anchor"].split(" | ")[2:4] == ["2", "1021"]  # seeds, mean training tokens
     assert rows["no anchor"].rstrip(" |").split(" | ")[-1].startswith("-0.300 [")  # 0.225 - 0.525, paired
     low, high = (float(x) for x in rows["no anchor"].rstrip(" |").split("[")[-1].rstrip("]").split(", "))
     assert high < 0  # 12 items worse on every seed: the interval excludes 0
     assert "`[B] Drafted:`" in rows["best drafted anchor"] and "(none)" in rows["no anchor"]
-    assert rows["base (untrained)"].split(" | ")[3].startswith("0.000")
+    assert rows["base (untrained)"].split(" | ")[4].startswith("0.000")
 
 
 def test_missing_cells_say_what_to_run(tmp_path):
