@@ -40,11 +40,11 @@ def _cells(folder: Path) -> list[dict]:
         return [json.loads(line) for line in f]
 
 
-def variants(archive: Path) -> dict[str, list[dict]]:
+def variants(archived: dict[str, list[dict]]) -> dict[str, list[dict]]:
     """{label: [cell per seed, in seed order]}, the variants with at least one finished seed."""
     out = {}
     for label, folder, prefix in VARIANTS:
-        rows = [r for r in _cells(archive / folder) if r["name"].startswith(prefix)
+        rows = [r for r in archived[folder] if r["name"].startswith(prefix)
                 and r["name"][len(prefix):].isdigit()]
         if rows:
             out[label] = sorted(rows, key=lambda r: int(r["name"][len(prefix):]))
@@ -65,11 +65,12 @@ def _diff(key: str, rows: list[dict], ref: list[dict]) -> str:
 
 
 def table(archive: Path) -> list[str]:
-    found = variants(archive)
+    archived = {folder: _cells(archive / folder) for folder in {f for _, f, _ in VARIANTS}}  # each read once
+    found = variants(archived)
     if "handwritten anchor" not in found:
         return [f"No handwritten-anchor cells in {archive} yet: run `bash scripts/run_study3.sh anchor` and archive it."]
     ref = found["handwritten anchor"]
-    base = [r for r in _cells(archive / "handwritten") if r["name"] == "base"]
+    base = [r for r in archived["handwritten"] if r["name"] == "base"]
     rows = []
     for label, cells in found.items():
         anchor = cells[0]["run"].get("anchor")
