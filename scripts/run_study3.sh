@@ -12,7 +12,7 @@
 # ONLY=method=sft,base runs a part of a seed first (e.g. the short cells when little time is left).
 # Arguments: TASK (orders | tickets) and SEEDS (default "0 1 2"); one seed per sweep invocation (--only), so
 # finished seeds exist early. Rerunning skips finished cells and resumes an interrupted one from its checkpoint.
-# The general data (~520k tokens) is less than ratio 100 x 10^4 needs: it is repeated (mix.allow_general_repeats),
+# The general data (~580k tokens) is less than ratio 100 x 10^4 needs: it is repeated (mix.allow_general_repeats),
 # about twice at ratio 100, and docs/results.md says so.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -58,7 +58,7 @@ fi
 if [ "$TASK" = ratio300 ]; then
   # Ratio 300 at 10^4 task tokens, one seed, on Orders: the task where TELL came closest to sft-matched at seed 0
   # (0.10 field accuracy behind at ratios 10-100, against 0.48 on tickets). ~3M training tokens per cell (~1.5 h
-  # each here); the general data (~520k tokens) is repeated ~6 times (mix.allow_general_repeats), and
+  # each here); the general data (~580k tokens) is repeated ~5 times (mix.allow_general_repeats), and
   # docs/results.md says so. Base is evaluated again in this folder so its report stands alone.
   build_data
   # shellcheck disable=SC2086
