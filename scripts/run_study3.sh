@@ -10,6 +10,8 @@
 #   nohup bash scripts/run_study3.sh orders 0 > examples/runs/study3-orders-s0.log 2>&1 &
 #
 # ONLY=method=sft,base runs a part of a seed first (e.g. the short cells when little time is left).
+# On a fresh checkout (run folders are not committed) first put the archived cells back, so they are skipped:
+#   .venv/bin/python scripts/restore_cells.py docs/results/tickets-10k examples/runs/study3/tickets
 # Arguments: TASK (orders | tickets) and SEEDS (default "0 1 2"); one seed per sweep invocation (--only), so
 # finished seeds exist early. Rerunning skips finished cells and resumes an interrupted one from its checkpoint.
 # The general data (~580k tokens) is less than ratio 100 x 10^4 needs: it is repeated (mix.allow_general_repeats),
