@@ -21,7 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 
-RUN_MARKER = {"tellkit": {"run_format": 1}}  # tellkit/owned.py: the mark of a run folder tellkit wrote
+from tellkit.owned import MARKER_KEY, RUN_MARKER  # the mark of a run folder tellkit wrote
 
 
 def restore(src: Path, dest: Path) -> tuple[int, int]:
@@ -38,7 +38,7 @@ def restore(src: Path, dest: Path) -> tuple[int, int]:
         scores.parent.mkdir(parents=True)
         scores.write_text(json.dumps(row["scores"], indent=1), encoding="utf-8")
         if not base:
-            (where / "run.json").write_text(json.dumps({**row["run"], **RUN_MARKER}, indent=1), encoding="utf-8")
+            (where / "run.json").write_text(json.dumps({**row["run"], MARKER_KEY: RUN_MARKER}, indent=1), encoding="utf-8")
         restored += 1
     if (src / "plan.json").is_file() and not (dest / "plan.json").exists():
         shutil.copy2(src / "plan.json", dest / "plan.json")

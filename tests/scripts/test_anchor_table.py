@@ -1,18 +1,14 @@
 """scripts/anchor_table.py: the three anchor variants side by side, each against the handwritten anchor."""
 
 import gzip
-import importlib.util
 import json
 from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "anchor_table.py"
+from tests.scripts import load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("anchor_table", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("anchor_table")
 
 
 def _cell(name: str, right: int, anchor: str | None = "[A] Orders:", n: int = 40) -> dict:

@@ -1,20 +1,11 @@
 """scripts/restore_cells.py: an archive's cells go back into a sweep folder as tellkit run folders."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 from tellkit import owned
 from tellkit.runs.rundir import RunDir
-
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts import load_script as _load
 
 
 def _sweep(folder: Path) -> None:
