@@ -5,7 +5,8 @@
 #   base; every cell also scored on the out-of-distribution suite (general_ood) and the held-out loss.
 # Two tasks, on larger generated sets (built on first use into examples/runs/data, not shipped: scripts/build_extraction_task.py --train 1000 --name
 # orders-1k, scripts/build_ticket_task.py --train 1200 --name tickets-1k; ~130k and ~90k tokens by chars/4). A ratio-100 cell trains ~10^6 tokens:
-# ~55 min at the ~300 tok/s measured on 2 AVX512-bf16 cores (bf16 autocast, no AMX), so one seed of one task is ~2.5 h.
+# 30-60 min: our cells trained at 450-600 tok/s in some sessions and 280-310 in others, on 2 AVX512-bf16 cores
+# (bf16 autocast, no AMX; archived sweep.json has each cell's wall_seconds), so one seed of one task is ~1.5-3 h.
 #
 #   nohup bash scripts/run_study3.sh orders 0 > examples/runs/study3-orders-s0.log 2>&1 &
 #
